@@ -1,0 +1,397 @@
+import DequeModule
+
+extension MayChuBatch {
+  /// Everything a ``MayChuBatch`` knows, guarded by one `Mutex`.
+  ///
+  /// The state machine never calls out: each transition returns what the caller must do once
+  /// the lock is released (resume continuations, start batches, arm a timer). That keeps the
+  /// critical sections short and free of user code.
+  ///
+  /// Requests are *tickets*: a `duDoan` is a ticket of one item, a `duDoanBatch` a ticket of
+  /// many. The queue holds items; the ticket table holds the caller's continuation. An item
+  /// whose ticket is gone (cancelled, expired, failed) stays in the queue as a tombstone until
+  /// it reaches the front or the queue is compacted, so cancelling is O(1) and never scans.
+  struct State {
+    enum Lifecycle {
+      case idle
+      case running
+      case stopping
+      case stopped
+    }
+
+    /// One input waiting in the queue.
+    struct Item {
+      var ticket: UInt64
+      var index: Int
+      var input: DauVao
+      var arrival: Int64
+    }
+
+    /// The results of a `duDoanBatch` ticket as they come in. A class so that filling one slot
+    /// mutates in place instead of copying the array out of the ticket table.
+    ///
+    /// `@unchecked Sendable` is safe: `duDoanBatch` creates the object and moves it straight
+    /// into the ticket table without keeping a reference, and from then on it is read and
+    /// written only inside `state.withLock`, so no two threads ever touch it at once.
+    final class GroupResults: @unchecked Sendable {
+      var results: [KetQua?]
+      var remaining: Int
+      init(count: Int) {
+        results = Array(repeating: nil, count: count)
+        remaining = count
+      }
+    }
+
+    enum Waiter: Sendable {
+      case single(CheckedContinuation<KetQua, any Error>)
+      case group(CheckedContinuation<[KetQua], any Error>, GroupResults)
+    }
+
+    struct Ticket {
+      var waiter: Waiter
+      /// Items of this ticket still in the queue (not yet handed to the model).
+      var queued: Int
+      var deadline: Int64?
+      var deadlineTimer: Task<Void, Never>?
+    }
+
+    /// A continuation to resume once the lock is released.
+    enum Resumption {
+      case single(CheckedContinuation<KetQua, any Error>, Result<KetQua, any Error>)
+      case group(CheckedContinuation<[KetQua], any Error>, Result<[KetQua], any Error>)
+      case stopped(CheckedContinuation<Void, Never>)
+
+      func resume() {
+        switch self {
+        case .single(let c, let r): c.resume(with: r)
+        case .group(let c, let r): c.resume(with: r)
+        case .stopped(let c): c.resume()
+        }
+      }
+    }
+
+    /// What to do after a transition, outside the lock.
+    struct Actions {
+      var resumptions: [Resumption] = []
+      var batches: [[Item]] = []
+      /// Arm the batch timer for this offset (nanoseconds); the old timer, if any, is cancelled.
+      var armTimer: (at: Int64, generation: UInt64)?
+      var cancelTasks: [Task<Void, Never>] = []
+
+      var isEmpty: Bool {
+        resumptions.isEmpty && batches.isEmpty && armTimer == nil && cancelTasks.isEmpty
+      }
+    }
+
+    let kichThuocBatch: Int
+    let timeoutBatch: Int64
+    let soWorker: Int
+    let toiDaCho: Int
+
+    var lifecycle = Lifecycle.idle
+    var queue = Deque<Item>()
+    /// Items in `queue` whose ticket is alive; `queue.count` minus tombstones.
+    var liveQueued = 0
+    var tickets: [UInt64: Ticket] = [:]
+    var busyWorkers = 0
+    var timerDue: Int64?
+    var timerGeneration: UInt64 = 0
+    var timerTask: Task<Void, Never>?
+    var stopWaiters: [CheckedContinuation<Void, Never>] = []
+
+    // Statistics.
+    var startedAt: Int64 = 0
+    var latency = LatencyHistogram()
+    var requestsTotal = 0
+    var completed = 0
+    var failed = 0
+    var rejected = 0
+    var deadlineExceeded = 0
+    var cancelled = 0
+    var batchesRun = 0
+    var itemsInBatches = 0
+
+    init(kichThuocBatch: Int, timeoutBatch: Int64, soWorker: Int, toiDaCho: Int) {
+      self.kichThuocBatch = kichThuocBatch
+      self.timeoutBatch = timeoutBatch
+      self.soWorker = soWorker
+      self.toiDaCho = toiDaCho
+    }
+
+    // MARK: Intake
+
+    /// Checks that a ticket of `count` items may enter the queue; counts a refusal.
+    mutating func admit(count: Int) -> VietnameseAIError? {
+      requestsTotal += count
+      let error: VietnameseAIError?
+      if lifecycle != .running {
+        error = VietnameseAIError(
+          code: .notRunning,
+          message: lifecycle == .idle
+            ? "MayChuBatch is not started: call batDau() first"
+            : "MayChuBatch is stopping or stopped: it accepts no new requests"
+        )
+      } else if count > toiDaCho {
+        error = VietnameseAIError(
+          code: .invalidArgument,
+          message: "a batch of \(count) inputs can never fit a queue of toiDaCho = \(toiDaCho)"
+        )
+      } else if liveQueued + count > toiDaCho {
+        error = VietnameseAIError(
+          code: .queueFull,
+          message: "queue full: \(liveQueued) of \(toiDaCho) requests waiting"
+        )
+      } else {
+        error = nil
+      }
+      if error != nil { rejected += count }
+      return error
+    }
+
+    /// Puts an admitted ticket and its items in the queue and dispatches what became due.
+    mutating func enqueue(
+      ticket id: UInt64,
+      waiter: Waiter,
+      inputs: some Collection<DauVao>,
+      deadline: Int64?,
+      now: Int64
+    ) -> Actions {
+      tickets[id] = Ticket(waiter: waiter, queued: inputs.count, deadline: deadline)
+      var index = 0
+      for input in inputs {
+        queue.append(Item(ticket: id, index: index, input: input, arrival: now))
+        index += 1
+      }
+      liveQueued += inputs.count
+      return dispatch(now: now)
+    }
+
+    /// Stores the deadline timer of a ticket so that it is cancelled when the ticket ends.
+    /// Returns the timer back if the ticket already ended, for the caller to cancel.
+    mutating func attach(deadlineTimer: Task<Void, Never>, to id: UInt64) -> Task<Void, Never>? {
+      guard tickets[id] != nil else { return deadlineTimer }
+      tickets[id]!.deadlineTimer = deadlineTimer
+      return nil
+    }
+
+    // MARK: Dispatch
+
+    private func isDue(_ oldest: Item, now: Int64) -> Bool {
+      liveQueued >= kichThuocBatch
+        || timeoutBatch <= 0
+        || lifecycle == .stopping
+        || now - oldest.arrival >= timeoutBatch
+    }
+
+    /// Hands batches to free workers while a batch is due, and arms the timer for the next
+    /// moment one will be.
+    mutating func dispatch(now: Int64) -> Actions {
+      var actions = Actions()
+      while busyWorkers < soWorker, let oldest = queue.first, isDue(oldest, now: now) {
+        var batch: [Item] = []
+        batch.reserveCapacity(min(kichThuocBatch, liveQueued))
+        while batch.count < kichThuocBatch, let item = queue.popFirst() {
+          guard tickets[item.ticket] != nil else { continue }  // tombstone
+          tickets[item.ticket]!.queued -= 1
+          liveQueued -= 1
+          if let deadline = tickets[item.ticket]!.deadline, deadline <= now {
+            // Never hand the model a request nobody waits for any more.
+            fail(ticket: item.ticket, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
+            continue
+          }
+          batch.append(item)
+        }
+        dropLeadingTombstones()
+        if batch.isEmpty { continue }
+        busyWorkers += 1
+        batchesRun += 1
+        itemsInBatches += batch.count
+        actions.batches.append(batch)
+      }
+      if busyWorkers < soWorker, let oldest = queue.first {
+        let due = oldest.arrival + timeoutBatch
+        if timerDue == nil || timerDue! > due {
+          timerGeneration &+= 1
+          timerDue = due
+          actions.armTimer = (due, timerGeneration)
+        }
+      }
+      finishStoppingIfDrained(into: &actions)
+      return actions
+    }
+
+    /// Stores the task of the batch timer armed for `generation`, unless a newer timer was
+    /// armed meanwhile. Returns the tasks to cancel: the replaced one, or this one if stale.
+    mutating func attach(timer: Task<Void, Never>, generation: UInt64) -> Task<Void, Never>? {
+      guard generation == timerGeneration, lifecycle != .stopped else { return timer }
+      let old = timerTask
+      timerTask = timer
+      return old
+    }
+
+    /// The batch timer fired.
+    mutating func timerFired(generation: UInt64, now: Int64) -> Actions {
+      guard generation == timerGeneration else { return Actions() }
+      timerDue = nil
+      return dispatch(now: now)
+    }
+
+    // MARK: Completion
+
+    /// A batch came back from the model: answer its items and dispatch the next batch.
+    mutating func complete(batch: [Item], result: Result<[KetQua], VietnameseAIError>, now: Int64)
+      -> Actions
+    {
+      var actions = Actions()
+      busyWorkers -= 1
+      switch result {
+      case .success(let outputs):
+        for (item, output) in zip(batch, outputs) {
+          deliver(output, to: item, now: now, into: &actions)
+        }
+      case .failure(let error):
+        for item in batch where tickets[item.ticket] != nil {
+          fail(ticket: item.ticket, with: error, counter: \.failed, into: &actions)
+        }
+      }
+      let more = dispatch(now: now)
+      actions.resumptions += more.resumptions
+      actions.batches += more.batches
+      actions.armTimer = more.armTimer
+      actions.cancelTasks += more.cancelTasks
+      return actions
+    }
+
+    private mutating func deliver(_ output: KetQua, to item: Item, now: Int64, into actions: inout Actions) {
+      guard let ticket = tickets[item.ticket] else { return }  // answered already
+      latency.record(.nanoseconds(now - item.arrival))
+      completed += 1
+      switch ticket.waiter {
+      case .single(let continuation):
+        tickets[item.ticket] = nil
+        if let timer = ticket.deadlineTimer { actions.cancelTasks.append(timer) }
+        actions.resumptions.append(.single(continuation, .success(output)))
+      case .group(let continuation, let group):
+        group.results[item.index] = output
+        group.remaining -= 1
+        if group.remaining == 0 {
+          tickets[item.ticket] = nil
+          if let timer = ticket.deadlineTimer { actions.cancelTasks.append(timer) }
+          actions.resumptions.append(.group(continuation, .success(group.results.map { $0! })))
+        }
+      }
+    }
+
+    /// Ends a ticket with an error: its queued items become tombstones, its caller is resumed.
+    /// `counter` counts every item of the ticket that had no answer yet.
+    mutating func fail(
+      ticket id: UInt64,
+      with error: any Error,
+      counter: WritableKeyPath<State, Int>,
+      into actions: inout Actions
+    ) {
+      guard let ticket = tickets.removeValue(forKey: id) else { return }
+      liveQueued -= ticket.queued
+      switch ticket.waiter {
+      case .single(let continuation):
+        self[keyPath: counter] += 1
+        actions.resumptions.append(.single(continuation, .failure(error)))
+      case .group(let continuation, let group):
+        self[keyPath: counter] += group.remaining
+        actions.resumptions.append(.group(continuation, .failure(error)))
+      }
+      if let timer = ticket.deadlineTimer { actions.cancelTasks.append(timer) }
+      dropLeadingTombstones()
+      compactIfMostlyTombstones()
+    }
+
+    /// The caller's task was cancelled.
+    mutating func cancel(ticket id: UInt64, now: Int64) -> Actions {
+      var actions = Actions()
+      fail(ticket: id, with: CancellationError(), counter: \.cancelled, into: &actions)
+      finishStoppingIfDrained(into: &actions)
+      return actions
+    }
+
+    /// The ticket's deadline passed, in the queue or during compute.
+    mutating func expire(ticket id: UInt64, now: Int64) -> Actions {
+      var actions = Actions()
+      fail(ticket: id, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
+      finishStoppingIfDrained(into: &actions)
+      return actions
+    }
+
+    static func deadlineError() -> VietnameseAIError {
+      VietnameseAIError(code: .deadlineExceeded, message: "deadline exceeded before the result was ready")
+    }
+
+    // MARK: Queue upkeep
+
+    /// Keeps the invariant that the queue's first item, if any, is alive, so that the batch
+    /// timer always measures from a request somebody still waits for.
+    private mutating func dropLeadingTombstones() {
+      while let first = queue.first, tickets[first.ticket] == nil {
+        queue.removeFirst()
+      }
+    }
+
+    /// Bounds the memory tombstones can hold: once they outnumber live items (and there are
+    /// enough of them to matter), rebuild the queue without them.
+    private mutating func compactIfMostlyTombstones() {
+      let tombstones = queue.count - liveQueued
+      guard tombstones > 64, tombstones > liveQueued else { return }
+      let tickets = self.tickets
+      queue = Deque(queue.filter { tickets[$0.ticket] != nil })
+    }
+
+    // MARK: Stopping
+
+    private mutating func finishStoppingIfDrained(into actions: inout Actions) {
+      guard lifecycle == .stopping, liveQueued == 0, busyWorkers == 0 else { return }
+      lifecycle = .stopped
+      queue.removeAll()
+      timerGeneration &+= 1
+      timerDue = nil
+      if let timer = timerTask {
+        actions.cancelTasks.append(timer)
+        timerTask = nil
+      }
+      actions.resumptions += stopWaiters.map { .stopped($0) }
+      stopWaiters.removeAll()
+    }
+
+    /// Stops intake. Returns the actions that drain the queue; `lifecycle` tells whether the
+    /// caller must wait for `.stopped`.
+    mutating func beginStopping(now: Int64) -> Actions {
+      switch lifecycle {
+      case .running:
+        lifecycle = .stopping
+        return dispatch(now: now)
+      case .idle, .stopping, .stopped:
+        return Actions()
+      }
+    }
+
+    // MARK: Statistics
+
+    func snapshot(now: Int64) -> ThongKeBatch {
+      let elapsed = Double(now - startedAt) / 1e9
+      return ThongKeBatch(
+        latencyP50: latency.seconds(atPercentile: 50),
+        latencyP95: latency.seconds(atPercentile: 95),
+        latencyP99: latency.seconds(atPercentile: 99),
+        batchSizeTB: batchesRun == 0 ? 0 : Double(itemsInBatches) / Double(batchesRun),
+        queueSize: liveQueued,
+        requestsTotal: requestsTotal,
+        completed: completed,
+        failed: failed,
+        rejected: rejected,
+        deadlineExceeded: deadlineExceeded,
+        cancelled: cancelled,
+        batches: batchesRun,
+        workersBusy: busyWorkers,
+        throughput: elapsed > 0 ? Double(completed) / elapsed : 0
+      )
+    }
+  }
+}

@@ -1,0 +1,333 @@
+import Synchronization
+
+/// A dynamic batching server: gathers single requests into batches for a model.
+///
+/// Callers ask for one prediction at a time with ``duDoan(_:deadline:)``; the server queues
+/// them and hands the model a batch when it holds ``kichThuocBatch`` requests, or when
+/// ``timeoutBatch`` has passed since the batch's first request arrived, whichever comes first.
+/// Up to ``soWorker`` batches run at once. A model that computes a batch in one go (a GPU, a
+/// vectorised kernel) then serves many callers for nearly the price of one.
+///
+/// ```swift
+/// let server = MayChuBatch(moHinh: model, kichThuocBatch: 32, timeoutBatch: .milliseconds(100), soWorker: 2)
+/// try server.batDau()
+/// let ketQua = try await server.duDoan(dauVao)
+/// let ketQuaBatch = try await server.duDoanBatch([a, b, c])
+/// await server.dung()
+/// print(server.layThongKe().latencyP50)
+/// ```
+///
+/// Guarantees:
+/// - Every accepted request is answered exactly once: a result, or a ``VietnameseAIError``, or
+///   `CancellationError` if its caller was cancelled.
+/// - The queue never holds more than ``toiDaCho`` requests; beyond that a request fails at once
+///   with ``VietnameseAIError/Code/queueFull``. Nothing blocks and nothing is dropped silently.
+/// - A request whose deadline passes while it waits is never handed to the model.
+/// - ``dung()`` stops intake, then waits until every queued request has been answered.
+public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
+  /// A batch predict function: one output per input, in the same order.
+  public typealias HamDuDoan = @Sendable ([DauVao]) async throws -> [KetQua]
+
+  /// The largest batch handed to the model.
+  public let kichThuocBatch: Int
+  /// How long a batch may wait for more requests after its first one arrived. Zero runs
+  /// whatever is queued as soon as a worker is free.
+  public let timeoutBatch: Duration
+  /// How many batches may run at once.
+  public let soWorker: Int
+  /// The most requests that may wait in the queue.
+  public let toiDaCho: Int
+
+  private let hamDuDoan: HamDuDoan
+  private let clock: InjectedClock
+  private let state: Mutex<State>
+  private let nextTicket = Atomic<UInt64>(1)
+
+  /// Creates a batching server for a model.
+  ///
+  /// - Parameters:
+  ///   - moHinh: The model. Its ``MoHinh/duDoanBatch(_:)`` receives every batch unless
+  ///     `hamDuDoan` is given.
+  ///   - kichThuocBatch: The largest batch (default 32).
+  ///   - timeoutBatch: How long to gather a batch (default 0.1 s).
+  ///   - soWorker: Batches that may run at once (default 1).
+  ///   - toiDaCho: Requests that may wait (default 1000).
+  ///   - hamDuDoan: A custom batch function that replaces the model's.
+  ///   - clock: Where time comes from; tests pass a test clock.
+  public convenience init<M: MoHinh>(
+    moHinh: M,
+    kichThuocBatch: Int = 32,
+    timeoutBatch: Duration = .milliseconds(100),
+    soWorker: Int = 1,
+    toiDaCho: Int = 1000,
+    hamDuDoan: HamDuDoan? = nil,
+    clock: some Clock<Duration> = ContinuousClock()
+  ) where M.DauVao == DauVao, M.KetQua == KetQua {
+    self.init(
+      hamDuDoan: hamDuDoan ?? { try await moHinh.duDoanBatch($0) },
+      kichThuocBatch: kichThuocBatch,
+      timeoutBatch: timeoutBatch,
+      soWorker: soWorker,
+      toiDaCho: toiDaCho,
+      clock: clock
+    )
+  }
+
+  /// Creates a batching server around a batch predict function alone.
+  ///
+  /// The parameters are those of ``init(moHinh:kichThuocBatch:timeoutBatch:soWorker:toiDaCho:hamDuDoan:clock:)``.
+  /// They are checked by ``batDau()``, which throws ``VietnameseAIError/Code/invalidArgument``
+  /// for a value out of range.
+  public init(
+    hamDuDoan: @escaping HamDuDoan,
+    kichThuocBatch: Int = 32,
+    timeoutBatch: Duration = .milliseconds(100),
+    soWorker: Int = 1,
+    toiDaCho: Int = 1000,
+    clock: some Clock<Duration> = ContinuousClock()
+  ) {
+    self.hamDuDoan = hamDuDoan
+    self.kichThuocBatch = kichThuocBatch
+    self.timeoutBatch = timeoutBatch
+    self.soWorker = soWorker
+    self.toiDaCho = toiDaCho
+    self.clock = InjectedClock(clock)
+    self.state = Mutex(
+      State(
+        kichThuocBatch: kichThuocBatch,
+        timeoutBatch: timeoutBatch.nanoseconds,
+        soWorker: soWorker,
+        toiDaCho: toiDaCho
+      )
+    )
+  }
+
+  // MARK: Lifecycle
+
+  /// Starts accepting requests.
+  ///
+  /// A stopped server may be started again.
+  ///
+  /// - Throws: ``VietnameseAIError/Code/invalidArgument`` if a parameter is out of range,
+  ///   ``VietnameseAIError/Code/alreadyRunning`` if the server is running or still stopping.
+  public func batDau() throws(VietnameseAIError) {
+    try Self.validate(
+      kichThuocBatch: kichThuocBatch,
+      timeoutBatch: timeoutBatch,
+      soWorker: soWorker,
+      toiDaCho: toiDaCho
+    )
+    let now = clock.nowNanoseconds()
+    try state.withLock { state throws(VietnameseAIError) in
+      switch state.lifecycle {
+      case .idle, .stopped:
+        state.lifecycle = .running
+        if state.batchesRun == 0 && state.requestsTotal == 0 { state.startedAt = now }
+      case .running, .stopping:
+        throw VietnameseAIError(code: .alreadyRunning, message: "MayChuBatch is already running")
+      }
+    }
+  }
+
+  /// Checks batching parameters without building a server, for command-line front ends.
+  ///
+  /// - Throws: ``VietnameseAIError/Code/invalidArgument`` naming the first bad parameter.
+  public static func validate(
+    kichThuocBatch: Int,
+    timeoutBatch: Duration,
+    soWorker: Int,
+    toiDaCho: Int
+  ) throws(VietnameseAIError) {
+    func bad(_ message: String) -> VietnameseAIError {
+      VietnameseAIError(code: .invalidArgument, message: message)
+    }
+    guard kichThuocBatch >= 1 else { throw bad("kichThuocBatch must be at least 1, got \(kichThuocBatch)") }
+    guard timeoutBatch >= .zero else { throw bad("timeoutBatch must not be negative, got \(timeoutBatch)") }
+    guard soWorker >= 1 else { throw bad("soWorker must be at least 1, got \(soWorker)") }
+    guard toiDaCho >= 1 else { throw bad("toiDaCho must be at least 1, got \(toiDaCho)") }
+  }
+
+  /// Stops accepting requests, lets every queued request finish, then returns.
+  ///
+  /// Requests arriving after this call fail with ``VietnameseAIError/Code/notRunning``. Queued
+  /// requests no longer wait for ``timeoutBatch``: they run as soon as a worker is free.
+  public func dung() async {
+    let actions = state.withLock { $0.beginStopping(now: clock.nowNanoseconds()) }
+    perform(actions)
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+      let done = state.withLock { state -> Bool in
+        switch state.lifecycle {
+        case .stopping:
+          state.stopWaiters.append(continuation)
+          return false
+        case .idle, .running, .stopped:
+          return true
+        }
+      }
+      if done { continuation.resume() }
+    }
+  }
+
+  // MARK: Predicting
+
+  /// Predicts one input, batched with other callers' inputs.
+  ///
+  /// - Parameters:
+  ///   - dauVao: The input.
+  ///   - deadline: How long the caller is willing to wait, from now. A request still queued
+  ///     when it passes is removed and never reaches the model; one being computed fails at the
+  ///     deadline (its result is discarded). `nil` waits as long as it takes.
+  /// - Returns: The model's output for this input.
+  /// - Throws: ``VietnameseAIError`` (`queueFull`, `notRunning`, `deadlineExceeded`,
+  ///   `modelFailed`, `invalidBatchOutput`), or `CancellationError` if the caller's task is
+  ///   cancelled.
+  public func duDoan(_ dauVao: DauVao, deadline: Duration? = nil) async throws -> KetQua {
+    let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
+    return try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<KetQua, any Error>) in
+        submit(ticket: id, waiter: .single(continuation), inputs: CollectionOfOne(dauVao), deadline: deadline)
+      }
+    } onCancel: {
+      cancel(ticket: id)
+    }
+  }
+
+  /// Predicts several inputs and returns their outputs in the same order.
+  ///
+  /// The inputs enter the queue together (all or none) and may be spread over several
+  /// batches. If any of them fails, the call fails with that error and the rest are withdrawn.
+  ///
+  /// - Throws: as ``duDoan(_:deadline:)``; ``VietnameseAIError/Code/invalidArgument`` if there
+  ///   are more inputs than the queue can ever hold.
+  public func duDoanBatch(_ dauVao: [DauVao], deadline: Duration? = nil) async throws -> [KetQua] {
+    if dauVao.isEmpty { return [] }
+    let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
+    return try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[KetQua], any Error>) in
+        submit(
+          ticket: id,
+          waiter: .group(continuation, State.GroupResults(count: dauVao.count)),
+          inputs: dauVao,
+          deadline: deadline
+        )
+      }
+    } onCancel: {
+      cancel(ticket: id)
+    }
+  }
+
+  /// The current statistics.
+  public func layThongKe() -> ThongKeBatch {
+    let now = clock.nowNanoseconds()
+    return state.withLock { $0.snapshot(now: now) }
+  }
+
+  // MARK: Internals
+
+  private func submit(
+    ticket id: UInt64,
+    waiter: State.Waiter,
+    inputs: some Collection<DauVao> & Sendable,
+    deadline: Duration?
+  ) {
+    let now = clock.nowNanoseconds()
+    let deadlineAt = deadline.map { now.addingSaturating($0.nanoseconds) }
+    let outcome = state.withLock { state -> Result<State.Actions, VietnameseAIError> in
+      if let error = state.admit(count: inputs.count) { return .failure(error) }
+      if let deadlineAt, deadlineAt <= now {
+        state.deadlineExceeded += inputs.count
+        return .failure(State.deadlineError())
+      }
+      return .success(state.enqueue(ticket: id, waiter: waiter, inputs: inputs, deadline: deadlineAt, now: now))
+    }
+    switch outcome {
+    case .failure(let error):
+      State.Resumption(waiter, failing: error).resume()
+      return
+    case .success(let actions):
+      perform(actions)
+    }
+    if let deadlineAt {
+      let timer = Task { [clock] in
+        guard (try? await clock.sleepUntil(.nanoseconds(deadlineAt))) != nil else { return }
+        self.expire(ticket: id)
+      }
+      if let stale = state.withLock({ $0.attach(deadlineTimer: timer, to: id) }) { stale.cancel() }
+    }
+    // A cancellation that raced with the insertion above found no ticket; catch it here.
+    if Task.isCancelled { cancel(ticket: id) }
+  }
+
+  private func cancel(ticket id: UInt64) {
+    let actions = state.withLock { $0.cancel(ticket: id, now: clock.nowNanoseconds()) }
+    perform(actions)
+  }
+
+  private func expire(ticket id: UInt64) {
+    let actions = state.withLock { $0.expire(ticket: id, now: clock.nowNanoseconds()) }
+    perform(actions)
+  }
+
+  private func timerFired(generation: UInt64) {
+    let actions = state.withLock { $0.timerFired(generation: generation, now: clock.nowNanoseconds()) }
+    perform(actions)
+  }
+
+  /// Carries out what a state transition asked for, outside the lock.
+  private func perform(_ actions: State.Actions) {
+    if actions.isEmpty { return }
+    for task in actions.cancelTasks { task.cancel() }
+    for resumption in actions.resumptions { resumption.resume() }
+    for batch in actions.batches {
+      Task { await self.run(batch) }
+    }
+    if let (due, generation) = actions.armTimer {
+      let timer = Task { [clock] in
+        guard (try? await clock.sleepUntil(.nanoseconds(due))) != nil else { return }
+        self.timerFired(generation: generation)
+      }
+      if let old = state.withLock({ $0.attach(timer: timer, generation: generation) }) { old.cancel() }
+    }
+  }
+
+  /// Runs one batch on the model and answers its requests.
+  private func run(_ batch: [State.Item]) async {
+    let inputs = batch.map(\.input)
+    let result: Result<[KetQua], VietnameseAIError>
+    do {
+      let outputs = try await hamDuDoan(inputs)
+      if outputs.count == inputs.count {
+        result = .success(outputs)
+      } else {
+        result = .failure(
+          VietnameseAIError(
+            code: .invalidBatchOutput,
+            message: "the batch function returned \(outputs.count) outputs for \(inputs.count) inputs"
+          )
+        )
+      }
+    } catch {
+      result = .failure(VietnameseAIError(code: .modelFailed, message: "the model failed on this batch", cause: error))
+    }
+    let actions = state.withLock { $0.complete(batch: batch, result: result, now: clock.nowNanoseconds()) }
+    perform(actions)
+  }
+}
+
+extension MayChuBatch.State.Resumption {
+  /// The resumption that answers a waiter that never entered the queue.
+  init(_ waiter: MayChuBatch.State.Waiter, failing error: VietnameseAIError) {
+    switch waiter {
+    case .single(let c): self = .single(c, .failure(error))
+    case .group(let c, _): self = .group(c, .failure(error))
+    }
+  }
+}
+
+extension Int64 {
+  /// `self + other`, clamped to `Int64.max` instead of trapping on overflow.
+  func addingSaturating(_ other: Int64) -> Int64 {
+    let (sum, overflow) = addingReportingOverflow(other)
+    return overflow ? (other > 0 ? .max : .min) : sum
+  }
+}

@@ -1,0 +1,320 @@
+import Synchronization
+
+/// A token streaming server for LLM output, as plain tokens or as Server-Sent Events.
+///
+/// ```swift
+/// let server = MayChuStream(hamSinh: { prompt in prompt.split(separator: " ").map { $0 + " " } },
+///                           tocDoToken: .milliseconds(20), toiDaClient: 100)
+/// for try await token in server.sinhStream("Viết bài luận về AI") { print(token, terminator: "") }
+/// for try await event in server.sinhSSE("Câu hỏi từ client", clientID: "c1") { print(event) }
+/// ```
+///
+/// A stream starts when iteration starts and holds one of ``toiDaClient`` client slots until
+/// it ends. It ends when the generator is exhausted, when it fails, when it outlives
+/// ``timeout``, or when its consumer stops: breaking out of the loop or cancelling the task
+/// cancels the generator and frees the slot at once. Tokens are handed over at least
+/// ``tocDoToken`` apart, and a reader that falls behind slows the generator down rather than
+/// growing a buffer.
+public final class MayChuStream: Sendable {
+  /// Feeds every token a generator produces for `prompt` to `emit`, in order.
+  typealias Pump = @Sendable (_ prompt: String, _ emit: (String) async throws -> Void) async throws -> Void
+
+  /// The least time between two tokens of one stream. Zero streams as fast as possible.
+  public let tocDoToken: Duration
+  /// The most streams at once.
+  public let toiDaClient: Int
+  /// The longest a stream may run. Zero or less means no limit.
+  public let timeout: Duration
+  /// The most streams one client id may hold at once, or `nil` for no per-client limit.
+  public let toiDaMoiClient: Int?
+
+  /// Tokens a stream buffers ahead of a slow reader before its generator waits.
+  static let bufferedTokens = 32
+
+  private let pump: Pump
+  private let clock: InjectedClock
+  private let state: Mutex<State>
+  private let tokensSent = Atomic<Int>(0)
+
+  private struct State {
+    var active = 0
+    var perClient: [String: Int] = [:]
+    var started = 0
+    var finished = 0
+    var totalDuration: Int64 = 0
+    var errors = 0
+    var timeouts = 0
+    var cancelled = 0
+    var rejected = 0
+    var ttft = LatencyHistogram()
+  }
+
+  /// Creates a streaming server over a generator that returns its tokens as a plain sequence.
+  ///
+  /// - Parameters:
+  ///   - hamSinh: Returns the tokens for a prompt.
+  ///   - tocDoToken: Delay between tokens (default 0.02 s).
+  ///   - toiDaClient: Streams at once (default 100).
+  ///   - timeout: Longest stream (default 60 s).
+  ///   - toiDaMoiClient: Streams at once per client id (default: no limit).
+  ///   - clock: Where time comes from; tests pass a test clock.
+  public convenience init<S: Sequence & SendableMetatype>(
+    hamSinh: @escaping @Sendable (String) throws -> S,
+    tocDoToken: Duration = .milliseconds(20),
+    toiDaClient: Int = 100,
+    timeout: Duration = .seconds(60),
+    toiDaMoiClient: Int? = nil,
+    clock: some Clock<Duration> = ContinuousClock()
+  ) where S.Element == String {
+    self.init(
+      pump: { prompt, emit in
+        for token in try hamSinh(prompt) {
+          try Task.checkCancellation()
+          try await emit(token)
+        }
+      },
+      tocDoToken: tocDoToken,
+      toiDaClient: toiDaClient,
+      timeout: timeout,
+      toiDaMoiClient: toiDaMoiClient,
+      clock: clock
+    )
+  }
+
+  /// Creates a streaming server over a generator whose tokens arrive asynchronously, as from a
+  /// real model. The generator is cancelled when its stream ends early.
+  public convenience init<S: AsyncSequence & SendableMetatype>(
+    hamSinh: @escaping @Sendable (String) async throws -> S,
+    tocDoToken: Duration = .milliseconds(20),
+    toiDaClient: Int = 100,
+    timeout: Duration = .seconds(60),
+    toiDaMoiClient: Int? = nil,
+    clock: some Clock<Duration> = ContinuousClock()
+  ) where S.Element == String {
+    self.init(
+      pump: { prompt, emit in
+        for try await token in try await hamSinh(prompt) {
+          try await emit(token)
+        }
+      },
+      tocDoToken: tocDoToken,
+      toiDaClient: toiDaClient,
+      timeout: timeout,
+      toiDaMoiClient: toiDaMoiClient,
+      clock: clock
+    )
+  }
+
+  init(
+    pump: @escaping Pump,
+    tocDoToken: Duration,
+    toiDaClient: Int,
+    timeout: Duration,
+    toiDaMoiClient: Int?,
+    clock: some Clock<Duration>
+  ) {
+    self.pump = pump
+    self.tocDoToken = tocDoToken
+    self.toiDaClient = toiDaClient
+    self.timeout = timeout
+    self.toiDaMoiClient = toiDaMoiClient
+    self.clock = InjectedClock(clock)
+    self.state = Mutex(State())
+  }
+
+  /// Checks streaming parameters without building a server, for command-line front ends.
+  ///
+  /// - Throws: ``VietnameseAIError/Code/invalidArgument`` naming the first bad parameter.
+  public static func validate(
+    tocDoToken: Duration,
+    toiDaClient: Int,
+    timeout: Duration,
+    toiDaMoiClient: Int? = nil
+  ) throws(VietnameseAIError) {
+    func bad(_ message: String) -> VietnameseAIError {
+      VietnameseAIError(code: .invalidArgument, message: message)
+    }
+    guard tocDoToken >= .zero else { throw bad("tocDoToken must not be negative, got \(tocDoToken)") }
+    guard toiDaClient >= 1 else { throw bad("toiDaClient must be at least 1, got \(toiDaClient)") }
+    guard timeout >= .zero else { throw bad("timeout must not be negative (0 means none), got \(timeout)") }
+    if let toiDaMoiClient, toiDaMoiClient < 1 {
+      throw bad("toiDaMoiClient must be at least 1, got \(toiDaMoiClient)")
+    }
+  }
+
+  // MARK: Streaming
+
+  /// The tokens for `prompt`, paced by ``tocDoToken``.
+  ///
+  /// The stream starts when iteration starts. Its first `next()` throws
+  /// ``VietnameseAIError/Code/tooManyClients`` if no slot is free; a stream that outlives
+  /// ``timeout`` throws ``VietnameseAIError/Code/streamTimeout``; a failing generator ends it
+  /// with ``VietnameseAIError/Code/generatorFailed``.
+  public func sinhStream(_ prompt: String, clientID: String? = nil) -> TokenStream {
+    TokenStream(server: self, prompt: prompt, clientID: clientID)
+  }
+
+  /// The tokens for `prompt` as Server-Sent Events.
+  ///
+  /// Each token is `data: {"token": "..."}\n\n` and the stream closes with `data: [DONE]\n\n`.
+  /// An error once the stream has started (generator failure, timeout) becomes one
+  /// `data: {"error": "..."}\n\n` event followed by `data: [DONE]\n\n`, so a client waiting for
+  /// the end always sees it. A refused stream (too many clients) throws from the first `next()`
+  /// instead, so that an HTTP layer can still answer 429 before sending any event.
+  public func sinhSSE(_ prompt: String, clientID: String? = nil) -> SSEStream {
+    SSEStream(tokens: sinhStream(prompt, clientID: clientID))
+  }
+
+  /// Streams `prompt`'s tokens to callbacks.
+  ///
+  /// `onToken` is awaited before the next token is produced, so a slow receiver slows the
+  /// generator down. Exactly one of `onDone` or `onError` is called at the end: `onError`
+  /// with ``VietnameseAIError`` (`tooManyClients`, `streamTimeout`, `generatorFailed`), with
+  /// the error `onToken` threw, or with `CancellationError` after ``PhienStream/huy()``.
+  ///
+  /// - Returns: A handle that cancels the stream.
+  @discardableResult
+  public func sinhCallback(
+    _ prompt: String,
+    clientID: String? = nil,
+    onToken: @escaping @Sendable (String) async throws -> Void,
+    onDone: @escaping @Sendable () -> Void = {},
+    onError: @escaping @Sendable (any Error) -> Void = { _ in }
+  ) -> PhienStream {
+    let ended: @Sendable (Result<Void, any Error>) -> Void = { result in
+      switch result {
+      case .success: onDone()
+      case .failure(let error): onError(error)
+      }
+    }
+    switch begin(prompt: prompt, clientID: clientID, deliver: onToken, onEnd: ended) {
+    case .success(let session):
+      return PhienStream(session: session)
+    case .failure(let error):
+      onError(error)
+      return PhienStream(session: nil)
+    }
+  }
+
+  /// The current statistics.
+  public func layThongKe() -> ThongKeStream {
+    let tokens = tokensSent.load(ordering: .relaxed)
+    return state.withLock { state in
+      ThongKeStream(
+        tongStream: state.started,
+        clientHienTai: state.active,
+        thoiGianTB: state.finished == 0 ? 0 : Double(state.totalDuration) / Double(state.finished) / 1e9,
+        tokensSent: tokens,
+        errors: state.errors,
+        timeouts: state.timeouts,
+        cancelled: state.cancelled,
+        rejected: state.rejected,
+        ttftP50: state.ttft.seconds(atPercentile: 50),
+        ttftP95: state.ttft.seconds(atPercentile: 95)
+      )
+    }
+  }
+
+  // MARK: Sessions
+
+  /// Admits a stream and starts its generator and its timeout.
+  ///
+  /// - Parameters:
+  ///   - deliver: Receives each token, after pacing; may suspend to apply backpressure.
+  ///   - onEnd: Called exactly once when the stream ends, after its slot is freed.
+  func begin(
+    prompt: String,
+    clientID: String?,
+    deliver: @escaping @Sendable (String) async throws -> Void,
+    onEnd: @escaping @Sendable (Result<Void, any Error>) -> Void
+  ) -> Result<StreamSession, VietnameseAIError> {
+    let admitted = state.withLock { state -> VietnameseAIError? in
+      if state.active >= toiDaClient {
+        state.rejected += 1
+        return VietnameseAIError(
+          code: .tooManyClients,
+          message: "too many clients: \(state.active) of \(toiDaClient) streams running"
+        )
+      }
+      if let clientID, let limit = toiDaMoiClient, state.perClient[clientID, default: 0] >= limit {
+        state.rejected += 1
+        return VietnameseAIError(
+          code: .tooManyClients,
+          message: "client \(clientID) already runs \(limit) streams, the most allowed per client"
+        )
+      }
+      state.active += 1
+      state.started += 1
+      if let clientID { state.perClient[clientID, default: 0] += 1 }
+      return nil
+    }
+    if let admitted { return .failure(admitted) }
+
+    let startedAt = clock.nowNanoseconds()
+    let session = StreamSession(server: self, clientID: clientID, startedAt: startedAt, onEnd: onEnd)
+    let pace = tocDoToken.nanoseconds
+    let producer = Task { [pump, clock] in
+      var lastToken: Int64?
+      do {
+        try await pump(prompt) { token in
+          if pace > 0, let lastToken {
+            try await clock.sleepUntil(.nanoseconds(lastToken.addingSaturating(pace)))
+          }
+          try await deliver(token)
+          let now = clock.nowNanoseconds()
+          if lastToken == nil { self.recordFirstToken(after: now - startedAt) }
+          self.tokensSent.add(1, ordering: .relaxed)
+          lastToken = now
+        }
+        session.finish(.success(()))
+      } catch {
+        session.finish(.failure(error))
+      }
+    }
+    var timer: Task<Void, Never>?
+    if timeout > .zero {
+      let deadline = startedAt.addingSaturating(timeout.nanoseconds)
+      let limit = timeout
+      timer = Task { [clock] in
+        guard (try? await clock.sleepUntil(.nanoseconds(deadline))) != nil else { return }
+        session.finish(
+          .failure(VietnameseAIError(code: .streamTimeout, message: "stream exceeded its timeout of \(limit)"))
+        )
+      }
+    }
+    session.attach(producer: producer, timer: timer)
+    return .success(session)
+  }
+
+  private func recordFirstToken(after nanoseconds: Int64) {
+    state.withLock { $0.ttft.record(.nanoseconds(nanoseconds)) }
+  }
+
+  /// How a session ended, for the statistics.
+  enum Outcome {
+    case done
+    case failed
+    case timedOut
+    case cancelled
+  }
+
+  /// Frees a session's slot and counts how it ended.
+  func release(clientID: String?, startedAt: Int64, outcome: Outcome) {
+    let duration = clock.nowNanoseconds() - startedAt
+    state.withLock { state in
+      state.active -= 1
+      if let clientID {
+        let left = state.perClient[clientID, default: 1] - 1
+        state.perClient[clientID] = left > 0 ? left : nil
+      }
+      state.finished += 1
+      state.totalDuration += duration
+      switch outcome {
+      case .done: break
+      case .failed: state.errors += 1
+      case .timedOut: state.timeouts += 1
+      case .cancelled: state.cancelled += 1
+      }
+    }
+  }
+}
