@@ -216,6 +216,11 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
   }
 
+  /// Whether the server accepts requests: started and not stopping.
+  public var dangChay: Bool {
+    state.withLock { $0.lifecycle == .running }
+  }
+
   /// The current statistics.
   public func layThongKe() -> ThongKeBatch {
     let now = clock.nowNanoseconds()
@@ -238,7 +243,9 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
         state.deadlineExceeded += inputs.count
         return .failure(State.deadlineError())
       }
-      return .success(state.enqueue(ticket: id, waiter: waiter, inputs: inputs, deadline: deadlineAt, now: now))
+      return .success(
+        state.enqueue(ticket: id, waiter: waiter, inputs: inputs, deadline: deadlineAt, now: now)
+      )
     }
     switch outcome {
     case .failure(let error):
@@ -307,7 +314,9 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
         )
       }
     } catch {
-      result = .failure(VietnameseAIError(code: .modelFailed, message: "the model failed on this batch", cause: error))
+      result = .failure(
+        VietnameseAIError(code: .modelFailed, message: "the model failed on this batch", cause: error)
+      )
     }
     let actions = state.withLock { $0.complete(batch: batch, result: result, now: clock.nowNanoseconds()) }
     perform(actions)

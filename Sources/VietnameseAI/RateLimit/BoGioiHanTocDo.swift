@@ -198,6 +198,15 @@ public final class BoGioiHanTocDo: Sendable {
     )
   }
 
+  /// Sliding-window entries stored for a client (live and not yet reclaimed), for tests.
+  package func trackedEntries(_ clientID: String) -> (live: Int, stored: Int) {
+    let key = ClientKey(clientID)
+    return shard(for: key).state.withLock { shard in
+      guard let client = shard.clients[key] else { return (0, 0) }
+      return (client.slots.count - client.slotsHead, client.slots.count)
+    }
+  }
+
   // MARK: Internals
 
   /// A client id with its hash computed once: it picks the shard and keys the shard's table.
@@ -306,6 +315,10 @@ public final class BoGioiHanTocDo: Sendable {
       if client.slotsHead == client.slots.count {
         client.slots.removeAll(keepingCapacity: true)
         client.slotsHead = 0
+      } else if client.slotsHead >= 16 && client.slotsHead * 2 >= client.slots.count {
+        // Amortised O(1): the expired prefix is dropped once it is half the array.
+        client.slots.removeFirst(client.slotsHead)
+        client.slotsHead = 0
       }
     }
     if now > client.lastSeen { client.lastSeen = now }
@@ -318,11 +331,6 @@ public final class BoGioiHanTocDo: Sendable {
     if client.slotsHead < client.slots.count, client.slots[client.slots.count - 1].end == end {
       client.slots[client.slots.count - 1].count += cost
       return
-    }
-    // Reclaim the expired prefix before growing, so the array never exceeds the live slots.
-    if client.slotsHead > 0 && client.slots.count == client.slots.capacity {
-      client.slots.removeFirst(client.slotsHead)
-      client.slotsHead = 0
     }
     client.slots.append(Slot(end: end, count: cost))
   }

@@ -278,7 +278,9 @@ public final class MayChuStream: Sendable {
       timer = Task { [clock] in
         guard (try? await clock.sleepUntil(.nanoseconds(deadline))) != nil else { return }
         session.finish(
-          .failure(VietnameseAIError(code: .streamTimeout, message: "stream exceeded its timeout of \(limit)"))
+          .failure(
+            VietnameseAIError(code: .streamTimeout, message: "stream exceeded its timeout of \(limit)")
+          )
         )
       }
     }

@@ -79,7 +79,11 @@ final class StreamSession: Sendable {
     case .failure(let error as VietnameseAIError):
       (outcome, reported) = (error.code == .streamTimeout ? .timedOut : .failed, .failure(error))
     case .failure(let error):
-      let wrapped = VietnameseAIError(code: .generatorFailed, message: "the token generator failed", cause: error)
+      let wrapped = VietnameseAIError(
+        code: .generatorFailed,
+        message: "the token generator failed",
+        cause: error
+      )
       (outcome, reported) = (.failed, .failure(wrapped))
     }
     server.release(clientID: clientID, startedAt: startedAt, outcome: outcome)

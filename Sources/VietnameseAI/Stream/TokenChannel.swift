@@ -89,7 +89,8 @@ final class TokenChannel: Sendable {
   /// Ends the stream. Tokens already buffered are still delivered, then the consumer sees the
   /// end (`nil`) or the error. Only the first call has an effect.
   func finish(_ result: Result<Void, any Error>) {
-    let (consumer, producer) = state.withLock { state -> (CheckedContinuation<String?, any Error>?, CheckedContinuation<Void, any Error>?) in
+    let (consumer, producer) = state.withLock {
+      state -> (CheckedContinuation<String?, any Error>?, CheckedContinuation<Void, any Error>?) in
       guard state.terminal == nil else { return (nil, nil) }
       state.terminal = result
       defer {

@@ -1,0 +1,470 @@
+import Clocks
+import Testing
+
+@testable import VietnameseAI
+
+private struct Doubler: MoHinh {
+  func duDoan(_ dauVao: Int) async throws -> Int { dauVao * 2 }
+}
+
+private struct ModelError: Error, Equatable {}
+
+@Suite("MayChuBatch")
+struct MayChuBatchTests {
+  /// A batch function that records every batch it receives and may wait on a gate.
+  private static func recordingDoubler(
+    _ batches: Recorder<[Int]>,
+    gate: Gate? = nil
+  ) -> @Sendable ([Int]) async throws -> [Int] {
+    { inputs in
+      batches.append(inputs)
+      await gate?.wait()
+      return inputs.map { $0 * 2 }
+    }
+  }
+
+  @Test("a model conforming to MoHinh is served through its default duDoanBatch")
+  func servesModel() async throws {
+    let server = MayChuBatch(moHinh: Doubler(), kichThuocBatch: 8, timeoutBatch: .zero)
+    try server.batDau()
+    #expect(try await server.duDoan(21) == 42)
+    #expect(try await server.duDoanBatch([1, 2, 3]) == [2, 4, 6])
+    await server.dung()
+  }
+
+  @Test("a custom hamDuDoan replaces the model's batch function")
+  func customPredictFunction() async throws {
+    let server = MayChuBatch(
+      moHinh: Doubler(),
+      kichThuocBatch: 16,
+      timeoutBatch: .zero,
+      hamDuDoan: { inputs in inputs.map { $0 + 1 } }
+    )
+    try server.batDau()
+    #expect(try await server.duDoan(1) == 2)
+    await server.dung()
+  }
+
+  @Test("a full batch is dispatched at once, without waiting for the timeout")
+  func fullBatchDispatchesAtOnce() async throws {
+    let clock = TestClock()
+    let batches = Recorder<[Int]>()
+    let server = MayChuBatch(
+      hamDuDoan: Self.recordingDoubler(batches),
+      kichThuocBatch: 4,
+      timeoutBatch: .seconds(10),
+      clock: clock
+    )
+    try server.batDau()
+    let results = try await withThrowingTaskGroup(of: Int.self) { group in
+      for i in 0..<4 { group.addTask { try await server.duDoan(i) } }
+      return try await group.reduce(into: [Int]()) { $0.append($1) }
+    }
+    #expect(results.sorted() == [0, 2, 4, 6])
+    #expect(batches.all.map(\.count) == [4])
+    await server.dung()
+  }
+
+  @Test("a partial batch waits for timeoutBatch measured from its first request")
+  func partialBatchWaitsForTimeout() async throws {
+    let clock = TestClock()
+    let batches = Recorder<[Int]>()
+    let server = MayChuBatch(
+      hamDuDoan: Self.recordingDoubler(batches),
+      kichThuocBatch: 32,
+      timeoutBatch: .milliseconds(100),
+      clock: clock
+    )
+    try server.batDau()
+    let first = Task { try await server.duDoan(1) }
+    try await eventually("first request queued") { server.layThongKe().queueSize == 1 }
+    await clock.advance(by: .milliseconds(60))
+    let second = Task { try await server.duDoan(2) }
+    try await eventually("second request queued") { server.layThongKe().queueSize == 2 }
+    await clock.advance(by: .milliseconds(39))
+    #expect(batches.count == 0, "dispatched before the first request waited timeoutBatch")
+    await clock.advance(by: .milliseconds(1))
+    #expect(try await first.value == 2)
+    #expect(try await second.value == 4)
+    #expect(batches.all == [[1, 2]])
+    await server.dung()
+  }
+
+  @Test("timeoutBatch of zero runs whatever is queued as soon as a worker is free")
+  func zeroTimeoutRunsAtOnce() async throws {
+    let clock = TestClock()
+    let batches = Recorder<[Int]>()
+    let gate = Gate()
+    let server = MayChuBatch(
+      hamDuDoan: Self.recordingDoubler(batches, gate: gate),
+      kichThuocBatch: 32,
+      timeoutBatch: .zero,
+      clock: clock
+    )
+    try server.batDau()
+    let first = Task { try await server.duDoan(1) }
+    try await eventually("first batch running") { gate.entered == 1 }
+    // While the only worker is busy, the next requests gather in the queue...
+    let rest = (2...4).map { i in Task { try await server.duDoan(i) } }
+    try await eventually("three queued") { server.layThongKe().queueSize == 3 }
+    // ...and run together the moment it is free.
+    gate.open()
+    #expect(try await first.value == 2)
+    for (i, task) in rest.enumerated() { #expect(try await task.value == (i + 2) * 2) }
+    #expect(batches.all.count == 2)
+    #expect(Set(batches.all[1]) == [2, 3, 4])
+    await server.dung()
+  }
+
+  @Test("soWorker batches run at once, never more", arguments: [1, 2, 3])
+  func workersBoundConcurrency(workers: Int) async throws {
+    let running = Counter()
+    let gate = Gate()
+    let concurrency = Recorder<Int>()
+    let server = MayChuBatch(
+      hamDuDoan: { (inputs: [Int]) in
+        let now = running.increment()
+        concurrency.append(now)
+        await gate.wait()
+        running.decrement()
+        return inputs
+      },
+      kichThuocBatch: 1,
+      timeoutBatch: .zero,
+      soWorker: workers,
+      clock: TestClock()
+    )
+    try server.batDau()
+    let tasks = (0..<6).map { i in Task { try await server.duDoan(i) } }
+    try await eventually("workers busy") { gate.entered == workers }
+    try await eventually("rest queued") { server.layThongKe().queueSize == 6 - workers }
+    #expect(server.layThongKe().workersBusy == workers)
+    gate.open()
+    for (i, task) in tasks.enumerated() { #expect(try await task.value == i) }
+    #expect(concurrency.all.max() == workers)
+    await server.dung()
+  }
+
+  @Test("beyond toiDaCho waiting requests duDoan fails at once with queueFull")
+  func queueFull() async throws {
+    let gate = Gate()
+    let server = MayChuBatch(
+      hamDuDoan: { (inputs: [Int]) in
+        await gate.wait()
+        return inputs
+      },
+      kichThuocBatch: 1,
+      timeoutBatch: .zero,
+      toiDaCho: 2,
+      clock: TestClock()
+    )
+    try server.batDau()
+    let running = Task { try await server.duDoan(0) }
+    try await eventually("first running") { gate.entered == 1 }
+    let queued = [Task { try await server.duDoan(1) }, Task { try await server.duDoan(2) }]
+    try await eventually("two queued") { server.layThongKe().queueSize == 2 }
+    await expectError(.queueFull) { try await server.duDoan(3) }
+    await expectError(.queueFull) { try await server.duDoanBatch([4]) }
+    await expectError(.invalidArgument) { try await server.duDoanBatch([5, 6, 7]) }
+    gate.open()
+    #expect(try await running.value == 0)
+    #expect(try await queued[0].value == 1)
+    #expect(try await queued[1].value == 2)
+    let stats = server.layThongKe()
+    #expect(stats.rejected == 5)
+    #expect(stats.completed == 3)
+    #expect(stats.requestsTotal == 8)
+    await server.dung()
+  }
+
+  @Test("duDoanBatch keeps the order of its inputs across many batches")
+  func batchKeepsOrder() async throws {
+    let batches = Recorder<[Int]>()
+    let server = MayChuBatch(
+      hamDuDoan: Self.recordingDoubler(batches),
+      kichThuocBatch: 7,
+      timeoutBatch: .zero,
+      soWorker: 3
+    )
+    try server.batDau()
+    let inputs = Array((0..<200).shuffled())
+    async let a = server.duDoanBatch(inputs)
+    async let b = server.duDoanBatch(inputs.reversed())
+    #expect(try await a == inputs.map { $0 * 2 })
+    #expect(try await b == inputs.reversed().map { $0 * 2 })
+    #expect(batches.all.allSatisfy { $0.count <= 7 })
+    #expect(try await server.duDoanBatch([]) == [])
+    await server.dung()
+  }
+
+  @Test("a batch function returning the wrong number of outputs fails that batch only")
+  func wrongOutputCount() async throws {
+    let calls = Counter()
+    let server = MayChuBatch(
+      hamDuDoan: { (inputs: [Int]) in
+        calls.increment() == 1 ? Array(inputs.dropLast()) : inputs
+      },
+      kichThuocBatch: 3,
+      timeoutBatch: .seconds(1000),
+      clock: TestClock()
+    )
+    try server.batDau()
+    await expectError(.invalidBatchOutput) { try await server.duDoanBatch([1, 2, 3]) }
+    #expect(try await server.duDoanBatch([4, 5, 6]) == [4, 5, 6])
+    let stats = server.layThongKe()
+    #expect(stats.failed == 3)
+    #expect(stats.completed == 3)
+    await server.dung()
+  }
+
+  @Test("a model that throws fails only its own batch; the server keeps serving")
+  func modelThrows() async throws {
+    let server = MayChuBatch(
+      hamDuDoan: { (inputs: [Int]) in
+        if inputs.contains(13) { throw ModelError() }
+        return inputs
+      },
+      kichThuocBatch: 2,
+      timeoutBatch: .zero
+    )
+    try server.batDau()
+    do {
+      _ = try await server.duDoanBatch([12, 13])
+      Issue.record("expected modelFailed")
+    } catch let error as VietnameseAIError {
+      #expect(error.code == .modelFailed)
+      #expect(error.cause is ModelError)
+    }
+    #expect(try await server.duDoan(14) == 14)
+    await server.dung()
+  }
+
+  @Test("a caller cancelled while queued gets CancellationError and never reaches the model")
+  func cancelWhileQueued() async throws {
+    let batches = Recorder<[Int]>()
+    let gate = Gate()
+    let server = MayChuBatch(
+      hamDuDoan: Self.recordingDoubler(batches, gate: gate),
+      kichThuocBatch: 4,
+      timeoutBatch: .zero,
+      clock: TestClock()
+    )
+    try server.batDau()
+    let running = Task { try await server.duDoan(1) }
+    try await eventually("first batch running") { gate.entered == 1 }
+    let doomed = Task { try await server.duDoan(99) }
+    let groupDoomed = Task { try await server.duDoanBatch([98, 97]) }
+    let kept = Task { try await server.duDoan(2) }
+    try await eventually("four queued") { server.layThongKe().queueSize == 4 }
+    doomed.cancel()
+    groupDoomed.cancel()
+    await expectCancellation { try await doomed.value }
+    await expectCancellation { try await groupDoomed.value }
+    #expect(server.layThongKe().queueSize == 1)
+    gate.open()
+    #expect(try await running.value == 2)
+    #expect(try await kept.value == 4)
+    #expect(batches.all == [[1], [2]])
+    #expect(server.layThongKe().cancelled == 3)
+    await server.dung()
+  }
+
+  @Test("a caller already cancelled never enters the queue")
+  func alreadyCancelled() async throws {
+    let batches = Recorder<[Int]>()
+    let server = MayChuBatch(
+      hamDuDoan: Self.recordingDoubler(batches),
+      kichThuocBatch: 4,
+      timeoutBatch: .seconds(5)
+    )
+    try server.batDau()
+    let task = Task {
+      withUnsafeCurrentTask { $0?.cancel() }
+      return try await server.duDoan(1)
+    }
+    await expectCancellation { try await task.value }
+    #expect(server.layThongKe().queueSize == 0)
+    await server.dung()
+    #expect(batches.count == 0)
+  }
+
+  @Test("a deadline that passes in the queue fails the request, which never reaches the model")
+  func deadlineInQueue() async throws {
+    let clock = TestClock()
+    let batches = Recorder<[Int]>()
+    let gate = Gate()
+    let server = MayChuBatch(
+      hamDuDoan: Self.recordingDoubler(batches, gate: gate),
+      kichThuocBatch: 8,
+      timeoutBatch: .zero,
+      clock: clock
+    )
+    try server.batDau()
+    let running = Task { try await server.duDoan(1) }
+    try await eventually("first batch running") { gate.entered == 1 }
+    let late = Task { try await server.duDoan(2, deadline: .milliseconds(50)) }
+    let patient = Task { try await server.duDoan(3, deadline: .seconds(10)) }
+    try await eventually("two queued") { server.layThongKe().queueSize == 2 }
+    await clock.advance(by: .milliseconds(50))
+    await expectError(.deadlineExceeded) { try await late.value }
+    #expect(server.layThongKe().queueSize == 1)
+    gate.open()
+    #expect(try await running.value == 2)
+    #expect(try await patient.value == 6)
+    #expect(batches.all == [[1], [3]])
+    #expect(server.layThongKe().deadlineExceeded == 1)
+    await server.dung()
+  }
+
+  @Test("a deadline that passes during compute fails the caller at the deadline")
+  func deadlineDuringCompute() async throws {
+    let clock = TestClock()
+    let gate = Gate()
+    let server = MayChuBatch(
+      hamDuDoan: { (inputs: [Int]) in
+        await gate.wait()
+        return inputs
+      },
+      kichThuocBatch: 8,
+      timeoutBatch: .zero,
+      clock: clock
+    )
+    try server.batDau()
+    let task = Task { try await server.duDoan(1, deadline: .milliseconds(30)) }
+    try await eventually("computing") { gate.entered == 1 }
+    await clock.advance(by: .milliseconds(30))
+    await expectError(.deadlineExceeded) { try await task.value }
+    gate.open()
+    // The late result is discarded; the server goes on.
+    #expect(try await server.duDoan(5) == 5)
+    await server.dung()
+  }
+
+  @Test("a deadline of zero or less fails at once")
+  func nonPositiveDeadline() async throws {
+    let server = MayChuBatch(moHinh: Doubler(), timeoutBatch: .zero)
+    try server.batDau()
+    await expectError(.deadlineExceeded) { try await server.duDoan(1, deadline: .zero) }
+    await expectError(.deadlineExceeded) { try await server.duDoanBatch([1], deadline: .seconds(-1)) }
+    #expect(server.layThongKe().queueSize == 0)
+    await server.dung()
+  }
+
+  @Test("duDoan before batDau or after dung is a typed error; batDau checks its parameters")
+  func lifecycleErrors() async throws {
+    let server = MayChuBatch(moHinh: Doubler())
+    await expectError(.notRunning) { try await server.duDoan(1) }
+    try server.batDau()
+    #expect(throws: VietnameseAIError.self) { try server.batDau() }
+    await server.dung()
+    await expectError(.notRunning) { try await server.duDoan(1) }
+    // A stopped server can start again.
+    try server.batDau()
+    await server.dung()
+
+    for bad in [
+      MayChuBatch(moHinh: Doubler(), kichThuocBatch: 0),
+      MayChuBatch(moHinh: Doubler(), timeoutBatch: .milliseconds(-1)),
+      MayChuBatch(moHinh: Doubler(), soWorker: 0),
+      MayChuBatch(moHinh: Doubler(), toiDaCho: 0),
+    ] {
+      do {
+        try bad.batDau()
+        Issue.record("batDau accepted an invalid parameter")
+      } catch {
+        #expect(error.code == .invalidArgument)
+      }
+    }
+  }
+
+  @Test("dung() stops intake and returns only after every queued request was answered")
+  func dungDrains() async throws {
+    let clock = TestClock()
+    let gate = Gate()
+    let server = MayChuBatch(
+      hamDuDoan: { (inputs: [Int]) in
+        await gate.wait()
+        return inputs
+      },
+      kichThuocBatch: 4,
+      timeoutBatch: .seconds(100),
+      soWorker: 1,
+      clock: clock
+    )
+    try server.batDau()
+    let tasks = (0..<10).map { i in Task { try await server.duDoan(i) } }
+    try await eventually("first batch running") { gate.entered == 1 }
+    try await eventually("all accepted") { server.layThongKe().queueSize == 6 }
+    let stopped = Counter()
+    let stopping = Task {
+      await server.dung()
+      stopped.increment()
+    }
+    try await eventually("intake stopped") { !server.dangChay }
+    await expectError(.notRunning) { try await server.duDoan(-1) }
+    #expect(stopped.current == 0, "dung returned while requests were still queued")
+    gate.open()
+    await stopping.value
+    for (i, task) in tasks.enumerated() { #expect(try await task.value == i) }
+    let stats = server.layThongKe()
+    #expect(stats.completed == 10)
+    #expect(stats.queueSize == 0)
+    // Stopping did not wait for timeoutBatch: the clock never moved.
+  }
+
+  @Test("statistics carry the seed's keys and come from an HdrHistogram")
+  func statistics() async throws {
+    let clock = TestClock()
+    let server = MayChuBatch(
+      moHinh: Doubler(),
+      kichThuocBatch: 2,
+      timeoutBatch: .milliseconds(10),
+      clock: clock
+    )
+    try server.batDau()
+    let one = Task { try await server.duDoan(1) }
+    try await eventually("queued") { server.layThongKe().queueSize == 1 }
+    await clock.advance(by: .milliseconds(10))
+    _ = try await one.value
+    _ = try await server.duDoanBatch([1, 2])
+    let stats = server.layThongKe()
+    #expect(stats.completed == 3)
+    #expect(stats.batches == 2)
+    #expect(stats.batchSizeTB == 1.5)
+    // Two requests completed at once, one after 10 ms of test time.
+    #expect(stats.latencyP50 == 0)
+    #expect(abs(stats.latencyP99 - 0.010) < 0.0001)
+    #expect(stats.latencyP95 >= stats.latencyP50)
+    let keys = try jsonKeys(stats)
+    for key in ["latency_p50", "latency_p95", "batch_size_tb", "queue_size", "latency_p99", "throughput"] {
+      #expect(keys.contains(key), "missing \(key)")
+    }
+    await server.dung()
+  }
+
+  @Test("many concurrent callers each get their own answer exactly once")
+  func concurrentCallers() async throws {
+    let server = MayChuBatch(
+      moHinh: Doubler(),
+      kichThuocBatch: 16,
+      timeoutBatch: .microseconds(200),
+      soWorker: 2,
+      toiDaCho: 2_000
+    )
+    try server.batDau()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      for i in 0..<2_000 {
+        group.addTask {
+          let result = try await server.duDoan(i)
+          #expect(result == i * 2)
+        }
+      }
+      try await group.waitForAll()
+    }
+    await server.dung()
+    let stats = server.layThongKe()
+    #expect(stats.completed == 2_000)
+    #expect(stats.queueSize == 0)
+    #expect(stats.batchSizeTB >= 1)
+  }
+}
