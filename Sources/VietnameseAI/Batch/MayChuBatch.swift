@@ -256,7 +256,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
     if let deadlineAt {
       let timer = Task { [clock] in
-        guard (try? await clock.sleepUntil(.nanoseconds(deadlineAt))) != nil else { return }
+        guard (try? await clock.sleep(untilNanoseconds: deadlineAt)) != nil else { return }
         self.expire(ticket: id)
       }
       if let stale = state.withLock({ $0.attach(deadlineTimer: timer, to: id) }) { stale.cancel() }
@@ -290,7 +290,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
     if let (due, generation) = actions.armTimer {
       let timer = Task { [clock] in
-        guard (try? await clock.sleepUntil(.nanoseconds(due))) != nil else { return }
+        guard (try? await clock.sleep(untilNanoseconds: due)) != nil else { return }
         self.timerFired(generation: generation)
       }
       if let old = state.withLock({ $0.attach(timer: timer, generation: generation) }) { old.cancel() }

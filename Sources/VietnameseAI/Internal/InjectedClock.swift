@@ -1,45 +1,89 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// A clock reduced to what the components need: "how long since I was created" and "sleep until
-/// that offset", both in `Duration`.
+/// that offset", with offsets as integer nanoseconds.
 ///
 /// Components take `some Clock<Duration>` so that tests can pass a test clock and advance time
-/// by hand. Keeping the concrete clock behind two closures lets a non-generic type store it, and
-/// measuring every instant as an offset from one origin turns instants into plain numbers that
-/// can be stored, compared and subtracted without knowing the clock's `Instant` type.
+/// by hand. Measuring every instant as an offset from one origin turns instants into plain
+/// integers that can be stored, compared and subtracted without knowing the clock's `Instant`
+/// type, and lets a non-generic type store any clock.
+///
+/// The system's `ContinuousClock` gets a fast path on Linux: a direct `clock_gettime` of the
+/// same clock (`CLOCK_BOOTTIME`), with no closure call. Besides being cheaper, it avoids the
+/// closure context's reference count, which every thread would otherwise bump on every read —
+/// a cache line bouncing between cores on the rate limiter's hot path.
 struct InjectedClock: Sendable {
-  /// Time elapsed since this value was created.
-  let now: @Sendable () -> Duration
-  /// Suspends until `now()` would return at least the given offset. Throws `CancellationError`.
-  let sleepUntil: @Sendable (Duration) async throws -> Void
+  private enum Source: Sendable {
+    case system(originNanoseconds: Int64)
+    case custom(now: @Sendable () -> Duration, sleepUntil: @Sendable (Duration) async throws -> Void)
+  }
+
+  private let source: Source
 
   init<C: Clock>(_ clock: C) where C.Duration == Duration {
+    #if canImport(Glibc)
+      if C.self == ContinuousClock.self {
+        source = .system(originNanoseconds: Self.bootTimeNanoseconds())
+        return
+      }
+    #endif
     let origin = clock.now
-    self.now = { origin.duration(to: clock.now) }
-    self.sleepUntil = { offset in
-      try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil)
+    source = .custom(
+      now: { origin.duration(to: clock.now) },
+      sleepUntil: { offset in try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil) }
+    )
+  }
+
+  /// Nanoseconds since this value was created.
+  @inline(__always)
+  func nowNanoseconds() -> Int64 {
+    switch source {
+    case .system(let origin):
+      return Self.bootTimeNanoseconds() &- origin
+    case .custom(let now, _):
+      return now().nanoseconds
     }
   }
 
-  /// `now()` in whole nanoseconds, for hot paths that keep time as an integer.
+  /// Suspends until `nowNanoseconds()` would return at least `offset`.
+  ///
+  /// - Throws: `CancellationError` if the task is cancelled first.
+  func sleep(untilNanoseconds offset: Int64) async throws {
+    switch source {
+    case .system:
+      let remaining = offset &- nowNanoseconds()
+      if remaining > 0 {
+        try await ContinuousClock().sleep(for: .nanoseconds(remaining))
+      } else {
+        try Task.checkCancellation()
+      }
+    case .custom(_, let sleepUntil):
+      try await sleepUntil(.nanoseconds(offset))
+    }
+  }
+
   @inline(__always)
-  func nowNanoseconds() -> Int64 {
-    now().nanoseconds
+  private static func bootTimeNanoseconds() -> Int64 {
+    #if canImport(Glibc)
+      var time = timespec()
+      clock_gettime(CLOCK_BOOTTIME, &time)
+      return Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
+    #else
+      return 0
+    #endif
   }
 }
 
 extension Duration {
-  /// The duration in whole nanoseconds, saturating at `Int64.max`.
+  /// The duration in whole nanoseconds, saturating at the bounds of `Int64`.
   var nanoseconds: Int64 {
     let (seconds, attoseconds) = components
     let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
     if overflow { return seconds < 0 ? .min : .max }
     let (sum, overflow2) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000)
-    if overflow2 { return .max }
+    if overflow2 { return seconds < 0 ? .min : .max }
     return sum
-  }
-
-  /// The duration in seconds as a `Double`, the unit of the seed's statistics.
-  var seconds: Double {
-    let (seconds, attoseconds) = components
-    return Double(seconds) + Double(attoseconds) * 1e-18
   }
 }

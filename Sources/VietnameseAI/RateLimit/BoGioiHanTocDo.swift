@@ -272,27 +272,33 @@ public final class BoGioiHanTocDo: Sendable {
     let key = ClientKey(clientID)
     let cost = max(rawCost, 0)
     let now = clock.nowNanoseconds()
+    let fresh = fresh(now: now)
     return shard(for: key).state.withLock { shard in
-      var client = shard.clients[key] ?? fresh(now: now)
-      advance(&client, to: now)
-      let allowed: Bool
-      switch cheDo {
-      case .tokenBucket:
-        allowed = client.tokens >= Double(cost)
-        if allowed { client.tokens -= Double(cost) }
-      case .slidingWindow:
-        allowed = client.inWindow + cost <= goiY
-        if allowed && cost > 0 { record(cost, in: &client, now: now) }
-      }
-      shard.clients[key] = client
-      if allowed { shard.allowed += 1 } else { shard.rejected += 1 }
-      guard detailed else { return QuyetDinh(choPhep: allowed, conLai: 0, retryAfter: nil) }
-      return QuyetDinh(
-        choPhep: allowed,
-        conLai: remaining(client),
-        retryAfter: allowed ? .zero : retryAfter(client, cost: cost, now: now).map { .nanoseconds($0) }
-      )
+      // One hash-table lookup: the defaulted subscript inserts and mutates in place.
+      let decision = decide(&shard.clients[key, default: fresh], cost: cost, now: now, detailed: detailed)
+      if decision.choPhep { shard.allowed += 1 } else { shard.rejected += 1 }
+      return decision
     }
+  }
+
+  @inline(__always)
+  private func decide(_ client: inout ClientState, cost: Int, now: Int64, detailed: Bool) -> QuyetDinh {
+    advance(&client, to: now)
+    let allowed: Bool
+    switch cheDo {
+    case .tokenBucket:
+      allowed = client.tokens >= Double(cost)
+      if allowed { client.tokens -= Double(cost) }
+    case .slidingWindow:
+      allowed = client.inWindow + cost <= goiY
+      if allowed && cost > 0 { record(cost, in: &client, now: now) }
+    }
+    guard detailed else { return QuyetDinh(choPhep: allowed, conLai: 0, retryAfter: nil) }
+    return QuyetDinh(
+      choPhep: allowed,
+      conLai: remaining(client),
+      retryAfter: allowed ? .zero : retryAfter(client, cost: cost, now: now).map { .nanoseconds($0) }
+    )
   }
 
   /// Brings a client's allowance up to `now`: refills the bucket, expires old slots.

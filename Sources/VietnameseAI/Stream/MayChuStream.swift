@@ -258,7 +258,7 @@ public final class MayChuStream: Sendable {
       do {
         try await pump(prompt) { token in
           if pace > 0, let lastToken {
-            try await clock.sleepUntil(.nanoseconds(lastToken.addingSaturating(pace)))
+            try await clock.sleep(untilNanoseconds: lastToken.addingSaturating(pace))
           }
           try await deliver(token)
           let now = clock.nowNanoseconds()
@@ -276,7 +276,7 @@ public final class MayChuStream: Sendable {
       let deadline = startedAt.addingSaturating(timeout.nanoseconds)
       let limit = timeout
       timer = Task { [clock] in
-        guard (try? await clock.sleepUntil(.nanoseconds(deadline))) != nil else { return }
+        guard (try? await clock.sleep(untilNanoseconds: deadline)) != nil else { return }
         session.finish(
           .failure(
             VietnameseAIError(code: .streamTimeout, message: "stream exceeded its timeout of \(limit)")
