@@ -387,3 +387,25 @@ struct MayChuStreamTests {
     }
   }
 }
+
+@Suite("MayChuStream callbacks")
+struct MayChuStreamCallbackTests {
+  private struct ReceiverGone: Error {}
+
+  @Test("an onToken that throws ends the stream with its own error, counted as cancelled")
+  func onTokenThrows() async throws {
+    let server = MayChuStream(hamSinh: { _ in ["a", "b", "c"] }, tocDoToken: .zero)
+    let errors = Recorder<String>()
+    server.sinhCallback(
+      "x",
+      onToken: { token in if token == "b" { throw ReceiverGone() } },
+      onError: { errors.append(String(describing: type(of: $0))) }
+    )
+    try await eventually("ended") { errors.count == 1 }
+    #expect(errors.all == ["ReceiverGone"])
+    let stats = server.layThongKe()
+    #expect(stats.errors == 0)
+    #expect(stats.cancelled == 1)
+    #expect(stats.clientHienTai == 0)
+  }
+}

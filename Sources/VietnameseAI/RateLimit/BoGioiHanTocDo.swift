@@ -132,7 +132,7 @@ public final class BoGioiHanTocDo: Sendable {
     let key = ClientKey(clientID)
     let now = clock.nowNanoseconds()
     return shard(for: key).state.withLock { shard in
-      var client = shard.clients[key] ?? fresh(now: now)
+      var client = shard.clients.value(key: key.id, hash: key.hash) ?? fresh(now: now)
       advance(&client, to: now)
       return retryAfter(client, cost: max(cost, 0), now: now).map { .nanoseconds($0) }
     }
@@ -143,7 +143,7 @@ public final class BoGioiHanTocDo: Sendable {
     let key = ClientKey(clientID)
     let now = clock.nowNanoseconds()
     return shard(for: key).state.withLock { shard in
-      var client = shard.clients[key] ?? fresh(now: now)
+      var client = shard.clients.value(key: key.id, hash: key.hash) ?? fresh(now: now)
       advance(&client, to: now)
       return remaining(client)
     }
@@ -152,7 +152,7 @@ public final class BoGioiHanTocDo: Sendable {
   /// Forgets `clientID`: its next request starts from a full allowance.
   public func reset(_ clientID: String) {
     let key = ClientKey(clientID)
-    _ = shard(for: key).state.withLock { $0.clients.removeValue(forKey: key) }
+    shard(for: key).state.withLock { _ = $0.clients.remove(key: key.id, hash: key.hash) }
   }
 
   /// Forgets every client that made no request for `timeout` (default 300 s).
@@ -168,9 +168,7 @@ public final class BoGioiHanTocDo: Sendable {
     var removed = 0
     for shard in shards {
       removed += shard.state.withLock { shard in
-        let before = shard.clients.count
-        shard.clients = shard.clients.filter { $0.value.lastSeen > cutoff }
-        return before - shard.clients.count
+        shard.clients.removeAll { $0.lastSeen <= cutoff }
       }
     }
     return removed
@@ -202,29 +200,23 @@ public final class BoGioiHanTocDo: Sendable {
   package func trackedEntries(_ clientID: String) -> (live: Int, stored: Int) {
     let key = ClientKey(clientID)
     return shard(for: key).state.withLock { shard in
-      guard let client = shard.clients[key] else { return (0, 0) }
+      guard let client = shard.clients.value(key: key.id, hash: key.hash) else { return (0, 0) }
       return (client.slots.count - client.slotsHead, client.slots.count)
     }
   }
 
   // MARK: Internals
 
-  /// A client id with its hash computed once: it picks the shard and keys the shard's table.
-  struct ClientKey: Hashable {
+  /// A client id with its hash computed once: it picks the shard and places the id in the
+  /// shard's table. The hash is Swift's per-process seeded SipHash, so client ids chosen by a
+  /// peer cannot be made to collide on purpose.
+  struct ClientKey {
     let id: String
     let hash: Int
 
     init(_ id: String) {
       self.id = id
       self.hash = id.hashValue
-    }
-
-    func hash(into hasher: inout Hasher) {
-      hasher.combine(hash)
-    }
-
-    static func == (lhs: ClientKey, rhs: ClientKey) -> Bool {
-      lhs.hash == rhs.hash && lhs.id == rhs.id
     }
   }
 
@@ -247,7 +239,7 @@ public final class BoGioiHanTocDo: Sendable {
   }
 
   struct ShardState {
-    var clients: [ClientKey: ClientState] = [:]
+    var clients = ClientTable(empty: ClientState(tokens: 0, lastSeen: 0))
     var allowed = 0
     var rejected = 0
   }
@@ -274,8 +266,10 @@ public final class BoGioiHanTocDo: Sendable {
     let now = clock.nowNanoseconds()
     let fresh = fresh(now: now)
     return shard(for: key).state.withLock { shard in
-      // One hash-table lookup: the defaulted subscript inserts and mutates in place.
-      let decision = decide(&shard.clients[key, default: fresh], cost: cost, now: now, detailed: detailed)
+      // One table lookup, which inserts a new client and mutates in place.
+      let decision = shard.clients.update(key: key.id, hash: key.hash, default: fresh) { client in
+        decide(&client, cost: cost, now: now, detailed: detailed)
+      }
       if decision.choPhep { shard.allowed += 1 } else { shard.rejected += 1 }
       return decision
     }

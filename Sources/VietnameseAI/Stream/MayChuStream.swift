@@ -260,7 +260,12 @@ public final class MayChuStream: Sendable {
           if pace > 0, let lastToken {
             try await clock.sleep(untilNanoseconds: lastToken.addingSaturating(pace))
           }
-          try await deliver(token)
+          do {
+            try await deliver(token)
+          } catch {
+            // The receiving side gave up; that is not the generator's failure.
+            throw StreamSession.ConsumerFailure(error: error)
+          }
           let now = clock.nowNanoseconds()
           if lastToken == nil { self.recordFirstToken(after: now - startedAt) }
           self.tokensSent.add(1, ordering: .relaxed)

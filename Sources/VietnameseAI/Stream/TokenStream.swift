@@ -15,13 +15,7 @@ public struct TokenStream: AsyncSequence, Sendable {
     let started = server.begin(
       prompt: prompt,
       clientID: clientID,
-      deliver: { token in
-        do {
-          try await channel.send(token)
-        } catch {
-          throw StreamSession.ConsumerFailure(error: error)
-        }
-      },
+      deliver: { try await channel.send($0) },
       onEnd: { channel.finish($0) }
     )
     switch started {
