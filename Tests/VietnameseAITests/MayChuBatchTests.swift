@@ -11,15 +11,43 @@ private struct ModelError: Error, Equatable {}
 
 @Suite("MayChuBatch")
 struct MayChuBatchTests {
-  /// A batch function that records every batch it receives and may wait on a gate.
-  private static func recordingDoubler(
-    _ batches: Recorder<[Int]>,
-    gate: Gate? = nil
-  ) -> @Sendable ([Int]) async throws -> [Int] {
-    { inputs in
-      batches.append(inputs)
-      await gate?.wait()
-      return inputs.map { $0 * 2 }
+  /// A started server whose batch function doubles its inputs, records every batch it
+  /// receives and, when gated, waits on `gate` before answering; time comes from `clock`.
+  private struct Harness {
+    let clock = TestClock()
+    let batches = Recorder<[Int]>()
+    let gate = Gate()
+    let server: MayChuBatch<Int, Int>
+
+    init(
+      kichThuocBatch: Int,
+      timeoutBatch: Duration,
+      soWorker: Int = 1,
+      gated: Bool = false,
+      realClock: Bool = false
+    ) throws {
+      let (batches, gate) = (self.batches, self.gate)
+      let doubler: @Sendable ([Int]) async throws -> [Int] = { inputs in
+        batches.append(inputs)
+        if gated { await gate.wait() }
+        return inputs.map { $0 * 2 }
+      }
+      server =
+        realClock
+        ? MayChuBatch(
+          hamDuDoan: doubler,
+          kichThuocBatch: kichThuocBatch,
+          timeoutBatch: timeoutBatch,
+          soWorker: soWorker
+        )
+        : MayChuBatch(
+          hamDuDoan: doubler,
+          kichThuocBatch: kichThuocBatch,
+          timeoutBatch: timeoutBatch,
+          soWorker: soWorker,
+          clock: clock
+        )
+      try server.batDau()
     }
   }
 
@@ -47,73 +75,48 @@ struct MayChuBatchTests {
 
   @Test("a full batch is dispatched at once, without waiting for the timeout")
   func fullBatchDispatchesAtOnce() async throws {
-    let clock = TestClock()
-    let batches = Recorder<[Int]>()
-    let server = MayChuBatch(
-      hamDuDoan: Self.recordingDoubler(batches),
-      kichThuocBatch: 4,
-      timeoutBatch: .seconds(10),
-      clock: clock
-    )
-    try server.batDau()
+    let h = try Harness(kichThuocBatch: 4, timeoutBatch: .seconds(10))
     let results = try await withThrowingTaskGroup(of: Int.self) { group in
-      for i in 0..<4 { group.addTask { try await server.duDoan(i) } }
+      for i in 0..<4 { group.addTask { try await h.server.duDoan(i) } }
       return try await group.reduce(into: [Int]()) { $0.append($1) }
     }
     #expect(results.sorted() == [0, 2, 4, 6])
-    #expect(batches.all.map(\.count) == [4])
-    await server.dung()
+    #expect(h.batches.all.map(\.count) == [4])
+    await h.server.dung()
   }
 
   @Test("a partial batch waits for timeoutBatch measured from its first request")
   func partialBatchWaitsForTimeout() async throws {
-    let clock = TestClock()
-    let batches = Recorder<[Int]>()
-    let server = MayChuBatch(
-      hamDuDoan: Self.recordingDoubler(batches),
-      kichThuocBatch: 32,
-      timeoutBatch: .milliseconds(100),
-      clock: clock
-    )
-    try server.batDau()
-    let first = Task { try await server.duDoan(1) }
-    try await eventually("first request queued") { server.layThongKe().queueSize == 1 }
-    await clock.advance(by: .milliseconds(60))
-    let second = Task { try await server.duDoan(2) }
-    try await eventually("second request queued") { server.layThongKe().queueSize == 2 }
-    await clock.advance(by: .milliseconds(39))
-    #expect(batches.count == 0, "dispatched before the first request waited timeoutBatch")
-    await clock.advance(by: .milliseconds(1))
+    let h = try Harness(kichThuocBatch: 32, timeoutBatch: .milliseconds(100))
+    let first = Task { try await h.server.duDoan(1) }
+    try await eventually("first request queued") { h.server.layThongKe().queueSize == 1 }
+    await h.clock.advance(by: .milliseconds(60))
+    let second = Task { try await h.server.duDoan(2) }
+    try await eventually("second request queued") { h.server.layThongKe().queueSize == 2 }
+    await h.clock.advance(by: .milliseconds(39))
+    #expect(h.batches.count == 0, "dispatched before the first request waited timeoutBatch")
+    await h.clock.advance(by: .milliseconds(1))
     #expect(try await first.value == 2)
     #expect(try await second.value == 4)
-    #expect(batches.all == [[1, 2]])
-    await server.dung()
+    #expect(h.batches.all == [[1, 2]])
+    await h.server.dung()
   }
 
   @Test("timeoutBatch of zero runs whatever is queued as soon as a worker is free")
   func zeroTimeoutRunsAtOnce() async throws {
-    let clock = TestClock()
-    let batches = Recorder<[Int]>()
-    let gate = Gate()
-    let server = MayChuBatch(
-      hamDuDoan: Self.recordingDoubler(batches, gate: gate),
-      kichThuocBatch: 32,
-      timeoutBatch: .zero,
-      clock: clock
-    )
-    try server.batDau()
-    let first = Task { try await server.duDoan(1) }
-    try await eventually("first batch running") { gate.entered == 1 }
+    let h = try Harness(kichThuocBatch: 32, timeoutBatch: .zero, gated: true)
+    let first = Task { try await h.server.duDoan(1) }
+    try await eventually("first batch running") { h.gate.entered == 1 }
     // While the only worker is busy, the next requests gather in the queue...
-    let rest = (2...4).map { i in Task { try await server.duDoan(i) } }
-    try await eventually("three queued") { server.layThongKe().queueSize == 3 }
+    let rest = (2...4).map { i in Task { try await h.server.duDoan(i) } }
+    try await eventually("three queued") { h.server.layThongKe().queueSize == 3 }
     // ...and run together the moment it is free.
-    gate.open()
+    h.gate.open()
     #expect(try await first.value == 2)
     for (i, task) in rest.enumerated() { #expect(try await task.value == (i + 2) * 2) }
-    #expect(batches.all.count == 2)
-    #expect(Set(batches.all[1]) == [2, 3, 4])
-    await server.dung()
+    #expect(h.batches.all.count == 2)
+    #expect(Set(h.batches.all[1]) == [2, 3, 4])
+    await h.server.dung()
   }
 
   @Test("soWorker batches run at once, never more", arguments: [1, 2, 3])
@@ -179,14 +182,8 @@ struct MayChuBatchTests {
 
   @Test("duDoanBatch keeps the order of its inputs across many batches")
   func batchKeepsOrder() async throws {
-    let batches = Recorder<[Int]>()
-    let server = MayChuBatch(
-      hamDuDoan: Self.recordingDoubler(batches),
-      kichThuocBatch: 7,
-      timeoutBatch: .zero,
-      soWorker: 3
-    )
-    try server.batDau()
+    let h = try Harness(kichThuocBatch: 7, timeoutBatch: .zero, soWorker: 3, realClock: true)
+    let (server, batches) = (h.server, h.batches)
     let inputs = Array((0..<200).shuffled())
     async let a = server.duDoanBatch(inputs)
     async let b = server.duDoanBatch(inputs.reversed())
@@ -241,43 +238,30 @@ struct MayChuBatchTests {
 
   @Test("a caller cancelled while queued gets CancellationError and never reaches the model")
   func cancelWhileQueued() async throws {
-    let batches = Recorder<[Int]>()
-    let gate = Gate()
-    let server = MayChuBatch(
-      hamDuDoan: Self.recordingDoubler(batches, gate: gate),
-      kichThuocBatch: 4,
-      timeoutBatch: .zero,
-      clock: TestClock()
-    )
-    try server.batDau()
-    let running = Task { try await server.duDoan(1) }
-    try await eventually("first batch running") { gate.entered == 1 }
-    let doomed = Task { try await server.duDoan(99) }
-    let groupDoomed = Task { try await server.duDoanBatch([98, 97]) }
-    let kept = Task { try await server.duDoan(2) }
-    try await eventually("four queued") { server.layThongKe().queueSize == 4 }
+    let h = try Harness(kichThuocBatch: 4, timeoutBatch: .zero, gated: true)
+    let running = Task { try await h.server.duDoan(1) }
+    try await eventually("first batch running") { h.gate.entered == 1 }
+    let doomed = Task { try await h.server.duDoan(99) }
+    let groupDoomed = Task { try await h.server.duDoanBatch([98, 97]) }
+    let kept = Task { try await h.server.duDoan(2) }
+    try await eventually("four queued") { h.server.layThongKe().queueSize == 4 }
     doomed.cancel()
     groupDoomed.cancel()
     await expectCancellation { try await doomed.value }
     await expectCancellation { try await groupDoomed.value }
-    #expect(server.layThongKe().queueSize == 1)
-    gate.open()
+    #expect(h.server.layThongKe().queueSize == 1)
+    h.gate.open()
     #expect(try await running.value == 2)
     #expect(try await kept.value == 4)
-    #expect(batches.all == [[1], [2]])
-    #expect(server.layThongKe().cancelled == 3)
-    await server.dung()
+    #expect(h.batches.all == [[1], [2]])
+    #expect(h.server.layThongKe().cancelled == 3)
+    await h.server.dung()
   }
 
   @Test("a caller already cancelled never enters the queue")
   func alreadyCancelled() async throws {
-    let batches = Recorder<[Int]>()
-    let server = MayChuBatch(
-      hamDuDoan: Self.recordingDoubler(batches),
-      kichThuocBatch: 4,
-      timeoutBatch: .seconds(5)
-    )
-    try server.batDau()
+    let h = try Harness(kichThuocBatch: 4, timeoutBatch: .seconds(5))
+    let (server, batches) = (h.server, h.batches)
     let task = Task {
       withUnsafeCurrentTask { $0?.cancel() }
       return try await server.duDoan(1)
@@ -290,30 +274,21 @@ struct MayChuBatchTests {
 
   @Test("a deadline that passes in the queue fails the request, which never reaches the model")
   func deadlineInQueue() async throws {
-    let clock = TestClock()
-    let batches = Recorder<[Int]>()
-    let gate = Gate()
-    let server = MayChuBatch(
-      hamDuDoan: Self.recordingDoubler(batches, gate: gate),
-      kichThuocBatch: 8,
-      timeoutBatch: .zero,
-      clock: clock
-    )
-    try server.batDau()
-    let running = Task { try await server.duDoan(1) }
-    try await eventually("first batch running") { gate.entered == 1 }
-    let late = Task { try await server.duDoan(2, deadline: .milliseconds(50)) }
-    let patient = Task { try await server.duDoan(3, deadline: .seconds(10)) }
-    try await eventually("two queued") { server.layThongKe().queueSize == 2 }
-    await clock.advance(by: .milliseconds(50))
+    let h = try Harness(kichThuocBatch: 8, timeoutBatch: .zero, gated: true)
+    let running = Task { try await h.server.duDoan(1) }
+    try await eventually("first batch running") { h.gate.entered == 1 }
+    let late = Task { try await h.server.duDoan(2, deadline: .milliseconds(50)) }
+    let patient = Task { try await h.server.duDoan(3, deadline: .seconds(10)) }
+    try await eventually("two queued") { h.server.layThongKe().queueSize == 2 }
+    await h.clock.advance(by: .milliseconds(50))
     await expectError(.deadlineExceeded) { try await late.value }
-    #expect(server.layThongKe().queueSize == 1)
-    gate.open()
+    #expect(h.server.layThongKe().queueSize == 1)
+    h.gate.open()
     #expect(try await running.value == 2)
     #expect(try await patient.value == 6)
-    #expect(batches.all == [[1], [3]])
-    #expect(server.layThongKe().deadlineExceeded == 1)
-    await server.dung()
+    #expect(h.batches.all == [[1], [3]])
+    #expect(h.server.layThongKe().deadlineExceeded == 1)
+    await h.server.dung()
   }
 
   @Test("a deadline that passes during compute fails the caller at the deadline")

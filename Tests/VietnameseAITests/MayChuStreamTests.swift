@@ -32,8 +32,7 @@ struct MayChuStreamTests {
   @Test("sinhStream yields the generator's tokens in order")
   func plainTokens() async throws {
     let server = MayChuStream(hamSinh: { Self.words($0) }, tocDoToken: .zero)
-    var tokens: [String] = []
-    for try await token in server.sinhStream("Viết bài luận về AI") { tokens.append(token) }
+    let tokens = try await collect(server.sinhStream("Viết bài luận về AI"))
     #expect(tokens == ["Viết", "bài", "luận", "về", "AI"])
     let stats = server.layThongKe()
     #expect(stats.tongStream == 1)
@@ -52,8 +51,7 @@ struct MayChuStreamTests {
       },
       tocDoToken: .zero
     )
-    var tokens: [String] = []
-    for try await token in server.sinhStream("xin chào thế giới") { tokens.append(token) }
+    let tokens = try await collect(server.sinhStream("xin chào thế giới"))
     #expect(tokens == ["xin", "chào", "thế", "giới"])
   }
 
@@ -136,11 +134,7 @@ struct MayChuStreamTests {
       timeout: .seconds(60),
       clock: clock
     )
-    let reader = Task {
-      var tokens: [String] = []
-      for try await token in server.sinhStream("x") { tokens.append(token) }
-      return tokens
-    }
+    let reader = Task { try await collect(server.sinhStream("x")) }
     try await eventually("generator started") { generator.continuations.count == 1 }
     generator.latest?.yield("one")
     try await eventually("token delivered") { server.layThongKe().tokensSent == 1 }
@@ -236,8 +230,7 @@ struct MayChuStreamTests {
       "xin chào", "\"quoted\"", "back\\slash", "new\nline", "tab\t", "\u{01}", "😀 Tiếng Việt", "\u{2028}",
     ]
     let server = MayChuStream(hamSinh: { _ in tokens }, tocDoToken: .zero)
-    var events: [String] = []
-    for try await event in server.sinhSSE("x", clientID: "c1") { events.append(event) }
+    let events = try await collect(server.sinhSSE("x", clientID: "c1"))
     #expect(
       events == [
         "data: {\"token\": \"xin chào\"}\n\n",
@@ -264,8 +257,7 @@ struct MayChuStreamTests {
       },
       tocDoToken: .zero
     )
-    var events: [String] = []
-    for try await event in server.sinhSSE("x") { events.append(event) }
+    let events = try await collect(server.sinhSSE("x"))
     #expect(events.count == 3)
     #expect(events[0] == "data: {\"token\": \"a\"}\n\n")
     #expect(events[1].hasPrefix("data: {\"error\": \"generator_failed"))
@@ -283,11 +275,7 @@ struct MayChuStreamTests {
       timeout: .seconds(1),
       clock: clock
     )
-    let reader = Task {
-      var events: [String] = []
-      for try await event in server.sinhSSE("x") { events.append(event) }
-      return events
-    }
+    let reader = Task { try await collect(server.sinhSSE("x")) }
     try await eventually("generator started") { generator.continuations.count == 1 }
     await clock.advance(by: .seconds(1))
     let events = try await reader.value
