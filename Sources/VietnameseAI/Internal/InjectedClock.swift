@@ -32,7 +32,15 @@ struct InjectedClock: Sendable {
     let origin = clock.now
     source = .custom(
       now: { origin.duration(to: clock.now) },
-      sleepUntil: { offset in try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil) }
+      sleepUntil: { offset in
+        // An instant that has come already must not suspend: some clocks (test clocks among
+        // them) only wake sleepers on their next tick, even for a deadline equal to now.
+        if origin.duration(to: clock.now) >= offset {
+          try Task.checkCancellation()
+          return
+        }
+        try await clock.sleep(until: origin.advanced(by: offset), tolerance: nil)
+      }
     )
   }
 

@@ -1,0 +1,51 @@
+/// The fixed 11-byte header that starts every frame.
+///
+/// ```
+///  0       1       2       3       4       5       6       7       8       9      10
+/// +-------+-------+-------+-------+-------+-------+-------+-------+-------+-------+-------+
+/// |        payload length         |version| type  | flags |          request id           |
+/// |          (u32, BE)            | (u8)  | (u8)  | (u8)  |           (u32, BE)           |
+/// +-------+-------+-------+-------+-------+-------+-------+-------+-------+-------+-------+
+/// | payload (payload length bytes) ...
+/// ```
+///
+/// The length comes first so that a reader can bound (and reject) a frame before it buffers any
+/// of it. It counts the payload only, as it is on the wire (compressed, if the frame is).
+public struct FrameHeader: Hashable, Sendable {
+  /// Bytes in a header.
+  public static let size = 11
+
+  /// Payload bytes that follow the header.
+  public var payloadLength: UInt32
+  public var version: UInt8
+  /// The raw type byte; ``FrameType`` gives its meaning when it is a known type.
+  public var type: UInt8
+  public var flags: FrameFlags
+  /// The request this frame belongs to; 0 for frames about the connection.
+  public var requestID: UInt32
+
+  public init(payloadLength: UInt32, version: UInt8, type: UInt8, flags: FrameFlags, requestID: UInt32) {
+    self.payloadLength = payloadLength
+    self.version = version
+    self.type = type
+    self.flags = flags
+    self.requestID = requestID
+  }
+}
+
+/// Protocol-wide constants.
+public enum WireProtocol {
+  /// The protocol version this implementation speaks.
+  public static let version: UInt8 = 1
+  /// Versions this implementation can speak, newest first.
+  public static let supportedVersions: [UInt8] = [1]
+  /// Default largest payload a receiver accepts: 4 MiB, as gRPC's default message size.
+  public static let defaultMaxFrameSize = 4 * 1024 * 1024
+  /// Largest `HELLO` payload a server reads from a peer it has not authenticated yet.
+  public static let maxHelloSize = 64 * 1024
+  /// Default smallest payload worth compressing.
+  public static let defaultCompressionThreshold = 1024
+  /// Compression algorithm identifiers used in `HELLO` and `WELCOME`.
+  public static let compressionIdentity: UInt8 = 0
+  public static let compressionZlib: UInt8 = 1
+}
