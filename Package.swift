@@ -15,10 +15,12 @@ let package = Package(
   platforms: [.macOS(.v15)],
   products: [
     .library(name: "VietnameseAI", targets: ["VietnameseAI"]),
+    .library(name: "VietnameseAIWire", targets: ["VietnameseAIWire"]),
     .executable(name: "vietnamese-ai-demo", targets: ["VietnameseAIDemo"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     .package(url: "https://github.com/pointfreeco/swift-clocks", from: "1.0.0"),
   ],
@@ -32,6 +34,21 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // The system zlib, for the wire protocol's compression.
+    .target(
+      name: "CZlib",
+      linkerSettings: [.linkedLibrary("z")]
+    ),
+    // The wire protocol: frames, messages, codec, compression. NIOCore only; no server or
+    // client logic.
+    .target(
+      name: "VietnameseAIWire",
+      dependencies: [
+        "CZlib",
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: swiftSettings
+    ),
     .executableTarget(
       name: "VietnameseAIDemo",
       dependencies: ["VietnameseAI"],
@@ -42,6 +59,15 @@ let package = Package(
       dependencies: [
         "VietnameseAI",
         .product(name: "Clocks", package: "swift-clocks"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "VietnameseAIWireTests",
+      dependencies: [
+        "VietnameseAIWire",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOTestUtils", package: "swift-nio"),
       ],
       swiftSettings: swiftSettings
     ),

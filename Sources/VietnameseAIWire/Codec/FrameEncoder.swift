@@ -1,0 +1,79 @@
+public import NIOCore
+
+/// Turns ``WireFrame``s into bytes, compressing payloads when that pays.
+///
+/// The header is written with a zero length, the payload after it, then the length is filled
+/// in, so a frame is built in place with no intermediate buffer. A payload is compressed only
+/// when compression was negotiated (``compressor`` is set), the payload is at least
+/// ``compressionThreshold`` bytes, it is not a handshake frame, and the compressed form
+/// (with its 4-byte length prefix) is smaller; otherwise the frame goes out as it is.
+///
+/// ```swift
+/// var out = ByteBuffer()
+/// try FrameEncoder().encode(WireFrame(requestID: 7, message: .cancel), into: &out)
+/// ```
+public struct FrameEncoder: MessageToByteEncoder {
+  public typealias OutboundIn = WireFrame
+
+  /// Deflates large payloads; `nil` until compression is negotiated.
+  public var compressor: Zlib.Compressor?
+  /// The smallest payload worth compressing.
+  public var compressionThreshold: Int
+
+  public init(
+    compressor: Zlib.Compressor? = nil,
+    compressionThreshold: Int = WireProtocol.defaultCompressionThreshold
+  ) {
+    self.compressor = compressor
+    self.compressionThreshold = compressionThreshold
+  }
+
+  public func encode(data: WireFrame, out: inout ByteBuffer) throws {
+    try encode(data, into: &out)
+  }
+
+  /// Appends one frame to `buffer`.
+  ///
+  /// - Throws: ``WireError`` with ``StatusCode/invalidArgument`` if a field does not fit its
+  ///   length prefix. Nothing is appended then.
+  public func encode(_ frame: WireFrame, into buffer: inout ByteBuffer) throws(WireError) {
+    let start = buffer.writerIndex
+    buffer.writeInteger(UInt32(0))
+    buffer.writeInteger(WireProtocol.version)
+    buffer.writeInteger(frame.message.type.rawValue)
+    buffer.writeInteger(UInt8(0))
+    buffer.writeInteger(frame.requestID)
+    let payloadStart = buffer.writerIndex
+    do {
+      try frame.message.encodePayload(into: &buffer)
+    } catch {
+      buffer.moveWriterIndex(to: start)
+      throw error
+    }
+    var payloadLength = buffer.writerIndex - payloadStart
+    if let compressor, payloadLength >= compressionThreshold, frame.message.type != .hello,
+      frame.message.type != .welcome
+    {
+      let plain = buffer.getSlice(at: payloadStart, length: payloadLength)!
+      var packed = ByteBuffer()
+      packed.reserveCapacity(4 + compressor.bound(for: payloadLength))
+      packed.writeInteger(UInt32(payloadLength))
+      compressor.compress(plain, into: &packed)
+      if packed.readableBytes < payloadLength {
+        buffer.moveWriterIndex(to: payloadStart)
+        buffer.writeBuffer(&packed)
+        payloadLength = buffer.writerIndex - payloadStart
+        buffer.setInteger(FrameFlags.compressed.rawValue, at: start + 6)
+      }
+    }
+    guard payloadLength <= Int(UInt32.max) else {
+      buffer.moveWriterIndex(to: start)
+      throw WireError(
+        code: .invalidArgument,
+        message: "payload of \(payloadLength) bytes",
+        closesConnection: false
+      )
+    }
+    buffer.setInteger(UInt32(payloadLength), at: start)
+  }
+}

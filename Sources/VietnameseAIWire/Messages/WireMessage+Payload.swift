@@ -1,0 +1,295 @@
+public import NIOCore
+
+// Payload layouts, version 1. All integers are big-endian; nothing is padded.
+//
+//   str16   = u16 byte length, then that many bytes of UTF-8
+//   str32   = u32 byte length, then that many bytes of UTF-8
+//   bytes32 = u32 byte length, then that many bytes
+//   list8   = u8 count, then that many u8 values
+//
+//   HELLO          list8 versions | str16 client_id | str16 auth_token | list8 compressions
+//   WELCOME        u8 version | u8 compression | u32 max_frame_size | u32 max_concurrent_requests
+//                  | str16 client_id
+//   PREDICT        u32 deadline_ms | str16 model | bytes32 input
+//   BATCH_PREDICT  u32 deadline_ms | str16 model | u32 count | count x bytes32 input
+//   STREAM_OPEN    u32 deadline_ms | str16 model | str32 prompt
+//   CANCEL         (empty)
+//   STATS_REQUEST  (empty)
+//   PING, PONG     u64 opaque
+//   RESULT         bytes32 output
+//   BATCH_RESULT   u32 count | count x bytes32 output
+//   TOKEN          str32 token
+//   STREAM_END     u32 token_count
+//   STATS          str32 json
+//   ERROR          u16 status | u32 retry_after_ms | str16 message
+//   GOAWAY         u16 status | str16 message
+
+extension WireMessage {
+  /// Appends this message's payload, uncompressed, to `buffer`.
+  ///
+  /// - Throws: ``WireError`` with ``StatusCode/invalidArgument`` if a field does not fit its
+  ///   length prefix (a string over 65,535 bytes in a `str16` field, more than 255 versions).
+  public func encodePayload(into buffer: inout ByteBuffer) throws(WireError) {
+    switch self {
+    case .hello(let hello):
+      try buffer.writeList8(hello.versions, field: "versions")
+      try buffer.writeString16(hello.clientID, field: "client_id")
+      try buffer.writeString16(hello.authToken, field: "auth_token")
+      try buffer.writeList8(hello.compressions, field: "compressions")
+    case .welcome(let welcome):
+      buffer.writeInteger(welcome.version)
+      buffer.writeInteger(welcome.compression)
+      buffer.writeInteger(welcome.maxFrameSize)
+      buffer.writeInteger(welcome.maxConcurrentRequests)
+      try buffer.writeString16(welcome.clientID, field: "client_id")
+    case .predict(let predict):
+      buffer.writeInteger(predict.deadlineMilliseconds)
+      try buffer.writeString16(predict.model, field: "model")
+      try buffer.writeBytes32(predict.input, field: "input")
+    case .batchPredict(let batch):
+      buffer.writeInteger(batch.deadlineMilliseconds)
+      try buffer.writeString16(batch.model, field: "model")
+      try buffer.writeBytesList(batch.inputs, field: "inputs")
+    case .streamOpen(let open):
+      buffer.writeInteger(open.deadlineMilliseconds)
+      try buffer.writeString16(open.model, field: "model")
+      try buffer.writeString32(open.prompt, field: "prompt")
+    case .cancel, .statsRequest:
+      break
+    case .ping(let value), .pong(let value):
+      buffer.writeInteger(value)
+    case .result(let output):
+      try buffer.writeBytes32(output, field: "output")
+    case .batchResult(let outputs):
+      try buffer.writeBytesList(outputs, field: "outputs")
+    case .token(let token):
+      try buffer.writeString32(token, field: "token")
+    case .streamEnd(let count):
+      buffer.writeInteger(count)
+    case .stats(let json):
+      try buffer.writeString32(json, field: "json")
+    case .error(let info):
+      buffer.writeInteger(info.code.rawValue)
+      buffer.writeInteger(info.retryAfterMilliseconds)
+      try buffer.writeString16(info.message, field: "message")
+    case .goAway(let goAway):
+      buffer.writeInteger(goAway.code.rawValue)
+      try buffer.writeString16(goAway.message, field: "message")
+    }
+  }
+
+  /// Parses the payload of a frame of `type`, consuming all of it.
+  ///
+  /// - Throws: ``WireError``: a connection error for a payload that is truncated or has bytes
+  ///   left over; a request error (``StatusCode/invalidArgument`` on `requestID`) for text that
+  ///   is not UTF-8 in a request (`PREDICT`, `BATCH_PREDICT`, `STREAM_OPEN`), whose frame was
+  ///   delimited correctly and so does not endanger the connection.
+  public static func decodePayload(type: FrameType, requestID: UInt32, payload: ByteBuffer) throws(WireError)
+    -> WireMessage
+  {
+    var reader = PayloadReader(
+      buffer: payload,
+      type: type,
+      badTextIsRequestError: requestID != 0
+        && (type == .predict || type == .batchPredict || type == .streamOpen),
+      requestID: requestID
+    )
+    let message: WireMessage
+    switch type {
+    case .hello:
+      message = .hello(
+        Hello(
+          versions: try reader.list8(),
+          clientID: try reader.string16("client_id"),
+          authToken: try reader.string16("auth_token"),
+          compressions: try reader.list8()
+        )
+      )
+    case .welcome:
+      message = .welcome(
+        Welcome(
+          version: try reader.integer(),
+          compression: try reader.integer(),
+          maxFrameSize: try reader.integer(),
+          maxConcurrentRequests: try reader.integer(),
+          clientID: try reader.string16("client_id")
+        )
+      )
+    case .predict:
+      message = .predict(
+        Predict(
+          deadlineMilliseconds: try reader.integer(),
+          model: try reader.string16("model"),
+          input: try reader.bytes32()
+        )
+      )
+    case .batchPredict:
+      message = .batchPredict(
+        BatchPredict(
+          deadlineMilliseconds: try reader.integer(),
+          model: try reader.string16("model"),
+          inputs: try reader.bytesList()
+        )
+      )
+    case .streamOpen:
+      message = .streamOpen(
+        StreamOpen(
+          deadlineMilliseconds: try reader.integer(),
+          model: try reader.string16("model"),
+          prompt: try reader.string32("prompt")
+        )
+      )
+    case .cancel:
+      message = .cancel
+    case .statsRequest:
+      message = .statsRequest
+    case .ping:
+      message = .ping(try reader.integer())
+    case .pong:
+      message = .pong(try reader.integer())
+    case .result:
+      message = .result(try reader.bytes32())
+    case .batchResult:
+      message = .batchResult(try reader.bytesList())
+    case .token:
+      message = .token(try reader.string32("token"))
+    case .streamEnd:
+      message = .streamEnd(tokenCount: try reader.integer())
+    case .stats:
+      message = .stats(json: try reader.string32("json"))
+    case .error:
+      message = .error(
+        ErrorInfo(
+          code: StatusCode(rawValue: try reader.integer()),
+          retryAfterMilliseconds: try reader.integer(),
+          message: try reader.string16("message")
+        )
+      )
+    case .goAway:
+      message = .goAway(
+        GoAway(code: StatusCode(rawValue: try reader.integer()), message: try reader.string16("message"))
+      )
+    }
+    try reader.finish()
+    if let deferred = reader.deferredError { throw deferred }
+    return message
+  }
+}
+
+/// Reads the fields of one payload strictly: every read is bounds-checked against what the
+/// frame declared, and `finish` insists that nothing is left over.
+private struct PayloadReader {
+  var buffer: ByteBuffer
+  let type: FrameType
+  let badTextIsRequestError: Bool
+  let requestID: UInt32
+  /// A request-level error found while reading (bad UTF-8). Reading goes on so that structural
+  /// problems, which are worse, are still reported first.
+  var deferredError: WireError?
+
+  private func truncated(_ what: String) -> WireError {
+    .protocolViolation("\(type.name) payload is truncated: \(what) runs past the end of the frame")
+  }
+
+  mutating func integer<T: FixedWidthInteger>(_ as: T.Type = T.self) throws(WireError) -> T {
+    guard let value = buffer.readInteger(as: T.self) else { throw truncated("a \(T.bitWidth)-bit field") }
+    return value
+  }
+
+  mutating func list8() throws(WireError) -> [UInt8] {
+    let count = Int(try integer(UInt8.self))
+    guard let bytes = buffer.readBytes(length: count) else { throw truncated("a list of \(count)") }
+    return bytes
+  }
+
+  mutating func bytes32() throws(WireError) -> ByteBuffer {
+    let length = Int(try integer(UInt32.self))
+    guard let slice = buffer.readSlice(length: length) else { throw truncated("a \(length)-byte field") }
+    return slice
+  }
+
+  /// A `u32` count of `bytes32` items. The count is checked against the bytes left (each item
+  /// takes at least 4) before anything is allocated for it.
+  mutating func bytesList() throws(WireError) -> [ByteBuffer] {
+    let count = Int(try integer(UInt32.self))
+    guard count <= buffer.readableBytes / 4 else { throw truncated("a list of \(count) items") }
+    var items: [ByteBuffer] = []
+    items.reserveCapacity(count)
+    for _ in 0..<count { items.append(try bytes32()) }
+    return items
+  }
+
+  mutating func string16(_ field: String) throws(WireError) -> String {
+    try text(length: Int(try integer(UInt16.self)), field: field)
+  }
+
+  mutating func string32(_ field: String) throws(WireError) -> String {
+    try text(length: Int(try integer(UInt32.self)), field: field)
+  }
+
+  private mutating func text(length: Int, field: String) throws(WireError) -> String {
+    guard length <= buffer.readableBytes else { throw truncated("the \(length)-byte \(field)") }
+    do {
+      // Non-nil: the length was checked above.
+      return try buffer.readUTF8ValidatedString(length: length) ?? ""
+    } catch {
+      buffer.moveReaderIndex(forwardBy: length)
+      let message = "\(field) of \(type.name) is not valid UTF-8"
+      if badTextIsRequestError {
+        if deferredError == nil { deferredError = .invalidArgument(message, requestID: requestID) }
+        return ""
+      }
+      throw .protocolViolation(message)
+    }
+  }
+
+  func finish() throws(WireError) {
+    guard buffer.readableBytes == 0 else {
+      throw .protocolViolation("\(type.name) payload has \(buffer.readableBytes) unexpected bytes at its end")
+    }
+  }
+}
+
+extension ByteBuffer {
+  fileprivate mutating func writeString16(_ string: String, field: String) throws(WireError) {
+    let length = string.utf8.count
+    guard length <= Int(UInt16.max) else { throw oversize(field, length, limit: Int(UInt16.max)) }
+    writeInteger(UInt16(length))
+    writeString(string)
+  }
+
+  fileprivate mutating func writeString32(_ string: String, field: String) throws(WireError) {
+    let length = string.utf8.count
+    guard length <= Int(UInt32.max) else { throw oversize(field, length, limit: Int(UInt32.max)) }
+    writeInteger(UInt32(length))
+    writeString(string)
+  }
+
+  fileprivate mutating func writeBytes32(_ bytes: ByteBuffer, field: String) throws(WireError) {
+    guard bytes.readableBytes <= Int(UInt32.max) else {
+      throw oversize(field, bytes.readableBytes, limit: Int(UInt32.max))
+    }
+    writeInteger(UInt32(bytes.readableBytes))
+    writeImmutableBuffer(bytes)
+  }
+
+  fileprivate mutating func writeBytesList(_ items: [ByteBuffer], field: String) throws(WireError) {
+    guard items.count <= Int(UInt32.max) else { throw oversize(field, items.count, limit: Int(UInt32.max)) }
+    writeInteger(UInt32(items.count))
+    for item in items { try writeBytes32(item, field: field) }
+  }
+
+  fileprivate mutating func writeList8(_ values: [UInt8], field: String) throws(WireError) {
+    guard values.count <= Int(UInt8.max) else { throw oversize(field, values.count, limit: Int(UInt8.max)) }
+    writeInteger(UInt8(values.count))
+    writeBytes(values)
+  }
+
+  private func oversize(_ field: String, _ size: Int, limit: Int) -> WireError {
+    WireError(
+      code: .invalidArgument,
+      message: "\(field) is \(size) long; its length prefix allows at most \(limit)",
+      closesConnection: false
+    )
+  }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import NIOCore
+import Testing
+import VietnameseAIWire
+
+/// One file of `Protocol/vectors`, with its expectations turned into Swift values.
+struct GoldenVector: CustomTestStringConvertible, Sendable {
+  enum Expected: Equatable, Sendable {
+    case frame(WireFrame)
+    case requestError(StatusCode, requestID: UInt32)
+  }
+
+  var name: String
+  var role: FrameDecoder.Role
+  var compression: Bool
+  var maxFrameSize: Int
+  var bytes: [UInt8]
+  var eof: Bool
+  var results: [Expected]
+  var connectionError: StatusCode?
+  var reencode: String
+
+  var testDescription: String { name }
+
+  /// The folder of vectors, found from this file's place in the repository.
+  static let folder = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Protocol/vectors")
+
+  static func all() throws -> [GoldenVector] {
+    let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
+      .filter { $0.hasSuffix(".json") }.sorted()
+    return try names.map { try GoldenVector(contentsOf: folder.appendingPathComponent($0)) }
+  }
+
+  init(contentsOf url: URL) throws {
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+    let decoder = try #require(object["decoder"] as? [String: Any])
+    name = try #require(object["name"] as? String)
+    role = (decoder["role"] as? String) == "client" ? .client : .server
+    compression = try #require(decoder["compression"] as? Bool)
+    maxFrameSize = try #require(decoder["max_frame_size"] as? Int)
+    let hex = try #require(object["hex"] as? String).filter { !$0.isWhitespace }
+    bytes = try Self.bytes(hex: hex)
+    eof = try #require(object["eof"] as? Bool)
+    results = try #require(object["results"] as? [[String: Any]]).map { item in
+      if let status = item["request_error"] as? String {
+        return .requestError(try Self.status(status), requestID: try #require(item["request_id"] as? UInt32))
+      }
+      return .frame(try Self.frame(item))
+    }
+    connectionError = try (object["connection_error"] as? String).map(Self.status)
+    reencode = try #require(object["reencode"] as? String)
+  }
+
+  static func bytes(hex: String) throws -> [UInt8] {
+    let digits = Array(hex.utf8)
+    guard digits.count % 2 == 0 else { throw VectorError("odd hex length") }
+    return try stride(from: 0, to: digits.count, by: 2).map { i in
+      guard let byte = UInt8(String(decoding: digits[i..<i + 2], as: UTF8.self), radix: 16) else {
+        throw VectorError("bad hex")
+      }
+      return byte
+    }
+  }
+
+  static func status(_ name: String) throws -> StatusCode {
+    if name.hasPrefix("UNKNOWN("), let raw = UInt16(name.dropFirst(8).dropLast()) {
+      return StatusCode(rawValue: raw)
+    }
+    return try #require(StatusCode(name: name), "unknown status \(name)")
+  }
+
+  private static func buffer(hex: Any?) throws -> ByteBuffer {
+    ByteBuffer(bytes: try bytes(hex: try #require(hex as? String)))
+  }
+
+  /// The frame a vector's JSON describes.
+  static func frame(_ m: [String: Any]) throws -> WireFrame {
+    func string(_ key: String) throws -> String { try #require(m[key] as? String, "\(key)") }
+    func int<T: FixedWidthInteger>(_ key: String) throws -> T {
+      T(try #require(m[key] as? NSNumber, "\(key)").uint64Value)
+    }
+    func list(_ key: String) throws -> [UInt8] { try #require(m[key] as? [Int]).map(UInt8.init) }
+    let message: WireMessage
+    switch try string("type") {
+    case "HELLO":
+      message = .hello(
+        .init(
+          versions: try list("versions"),
+          clientID: try string("client_id"),
+          authToken: try string("auth_token"),
+          compressions: try list("compressions")
+        )
+      )
+    case "WELCOME":
+      message = .welcome(
+        .init(
+          version: try int("version"),
+          compression: try int("compression"),
+          maxFrameSize: try int("max_frame_size"),
+          maxConcurrentRequests: try int("max_concurrent_requests"),
+          clientID: try string("client_id")
+        )
+      )
+    case "PREDICT":
+      message = .predict(
+        .init(
+          deadlineMilliseconds: try int("deadline_ms"),
+          model: try string("model"),
+          input: try buffer(hex: m["input_hex"])
+        )
+      )
+    case "BATCH_PREDICT":
+      message = .batchPredict(
+        .init(
+          deadlineMilliseconds: try int("deadline_ms"),
+          model: try string("model"),
+          inputs: try #require(m["inputs_hex"] as? [String]).map { try buffer(hex: $0) }
+        )
+      )
+    case "STREAM_OPEN":
+      message = .streamOpen(
+        .init(
+          deadlineMilliseconds: try int("deadline_ms"),
+          model: try string("model"),
+          prompt: try string("prompt")
+        )
+      )
+    case "CANCEL": message = .cancel
+    case "STATS_REQUEST": message = .statsRequest
+    case "PING": message = .ping(try int("value"))
+    case "PONG": message = .pong(try int("value"))
+    case "RESULT": message = .result(try buffer(hex: m["output_hex"]))
+    case "BATCH_RESULT":
+      message = .batchResult(try #require(m["outputs_hex"] as? [String]).map { try buffer(hex: $0) })
+    case "TOKEN": message = .token(try string("token"))
+    case "STREAM_END": message = .streamEnd(tokenCount: try int("token_count"))
+    case "STATS": message = .stats(json: try string("json"))
+    case "ERROR":
+      message = .error(
+        .init(
+          code: try status(try string("status")),
+          retryAfterMilliseconds: try int("retry_after_ms"),
+          message: try string("message")
+        )
+      )
+    case "GOAWAY":
+      message = .goAway(.init(code: try status(try string("status")), message: try string("message")))
+    case let other:
+      throw VectorError("unknown type \(other)")
+    }
+    return WireFrame(requestID: try int("request_id"), message: message)
+  }
+}
+
+struct VectorError: Error, CustomStringConvertible {
+  var description: String
+  init(_ description: String) { self.description = description }
+}
