@@ -8,9 +8,21 @@ let package = Package(
   platforms: [.macOS(.v15)],
   dependencies: [
     .package(name: "vietnamese-ai-serving", path: "../"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.0", traits: ["MallocInterposer"]),
   ],
   targets: [
+    .executableTarget(
+      name: "WireBenchmarks",
+      dependencies: [
+        .product(name: "VietnameseAIWire", package: "vietnamese-ai-serving"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "Benchmark", package: "benchmark"),
+      ],
+      path: "Benchmarks/WireBenchmarks",
+      swiftSettings: [.swiftLanguageMode(.v6)],
+      plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+    ),
     .executableTarget(
       name: "CoreBenchmarks",
       dependencies: [
@@ -20,6 +32,6 @@ let package = Package(
       path: "Benchmarks/CoreBenchmarks",
       swiftSettings: [.swiftLanguageMode(.v6)],
       plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-    )
+    ),
   ]
 )

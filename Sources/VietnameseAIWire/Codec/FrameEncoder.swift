@@ -54,17 +54,12 @@ public struct FrameEncoder: MessageToByteEncoder {
     if let compressor, payloadLength >= compressionThreshold, frame.message.type != .hello,
       frame.message.type != .welcome
     {
-      let plain = buffer.getSlice(at: payloadStart, length: payloadLength)!
-      var packed = ByteBuffer()
-      packed.reserveCapacity(4 + compressor.bound(for: payloadLength))
-      packed.writeInteger(UInt32(payloadLength))
-      compressor.compress(plain, into: &packed)
-      if packed.readableBytes < payloadLength {
-        buffer.moveWriterIndex(to: payloadStart)
-        buffer.writeBuffer(&packed)
-        payloadLength = buffer.writerIndex - payloadStart
-        buffer.setInteger(FrameFlags.compressed.rawValue, at: start + 6)
-      }
+      payloadLength = compressInPlace(
+        &buffer,
+        payloadStart: payloadStart,
+        payloadLength: payloadLength,
+        compressor
+      )
     }
     guard payloadLength <= Int(UInt32.max) else {
       buffer.moveWriterIndex(to: start)
@@ -75,5 +70,36 @@ public struct FrameEncoder: MessageToByteEncoder {
       )
     }
     buffer.setInteger(UInt32(payloadLength), at: start)
+  }
+
+  /// Compresses the payload at `payloadStart` where it lies, if that makes it smaller, and sets
+  /// the frame's COMPRESSED flag. Returns the payload's new length.
+  ///
+  /// The zlib output goes into the buffer's spare capacity right after the payload and is then
+  /// moved down behind its 4-byte length prefix: no second buffer, no copy of the frame.
+  private func compressInPlace(
+    _ buffer: inout ByteBuffer,
+    payloadStart: Int,
+    payloadLength: Int,
+    _ compressor: Zlib.Compressor
+  ) -> Int {
+    let bound = compressor.bound(for: payloadLength)
+    buffer.reserveCapacity(minimumWritableBytes: bound)
+    let scratch = buffer.writerIndex
+    let packed = buffer.withVeryUnsafeMutableBytes { storage in
+      compressor.compress(
+        UnsafeRawBufferPointer(rebasing: storage[payloadStart..<payloadStart + payloadLength]),
+        into: UnsafeMutableRawBufferPointer(rebasing: storage[scratch..<scratch + bound])
+      )
+    }
+    guard 4 + packed < payloadLength else { return payloadLength }
+    buffer.withVeryUnsafeMutableBytes { storage in
+      storage.baseAddress!.advanced(by: payloadStart + 4)
+        .copyMemory(from: storage.baseAddress!.advanced(by: scratch), byteCount: packed)
+    }
+    buffer.setInteger(UInt32(payloadLength), at: payloadStart)
+    buffer.moveWriterIndex(to: payloadStart + 4 + packed)
+    buffer.setInteger(FrameFlags.compressed.rawValue, at: payloadStart - FrameHeader.size + 6)
+    return 4 + packed
   }
 }

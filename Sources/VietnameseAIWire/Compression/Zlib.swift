@@ -40,22 +40,29 @@ public enum Zlib {
     /// - Returns: The number of compressed bytes written.
     @discardableResult
     public func compress(_ input: ByteBuffer, into output: inout ByteBuffer) -> Int {
-      defer { deflateReset(stream) }
       let capacity = bound(for: input.readableBytes)
       return input.withUnsafeReadableBytes { source in
         output.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { target in
-          stream.pointee.next_in = UnsafeMutablePointer(
-            mutating: source.bindMemory(to: Bytef.self).baseAddress
-          )
-          stream.pointee.avail_in = UInt32(source.count)
-          stream.pointee.next_out = target.bindMemory(to: Bytef.self).baseAddress
-          stream.pointee.avail_out = UInt32(capacity)
-          let status = deflate(stream, Z_FINISH)
-          // With deflateBound's room, a single Z_FINISH call always completes the stream.
-          precondition(status == Z_STREAM_END, "deflate did not finish: \(status)")
-          return capacity - Int(stream.pointee.avail_out)
+          compress(source, into: target)
         }
       }
+    }
+
+    /// Compresses `source` into `target`, which must hold at least `bound(for: source.count)`
+    /// bytes, and returns the number of bytes written.
+    public func compress(_ source: UnsafeRawBufferPointer, into target: UnsafeMutableRawBufferPointer) -> Int
+    {
+      defer { deflateReset(stream) }
+      let capacity = bound(for: source.count)
+      precondition(target.count >= capacity, "compress needs bound(for:) bytes of room")
+      stream.pointee.next_in = UnsafeMutablePointer(mutating: source.bindMemory(to: Bytef.self).baseAddress)
+      stream.pointee.avail_in = UInt32(source.count)
+      stream.pointee.next_out = target.bindMemory(to: Bytef.self).baseAddress
+      stream.pointee.avail_out = UInt32(capacity)
+      let status = deflate(stream, Z_FINISH)
+      // With deflateBound's room, a single Z_FINISH call always completes the stream.
+      precondition(status == Z_STREAM_END, "deflate did not finish: \(status)")
+      return capacity - Int(stream.pointee.avail_out)
     }
   }
 
