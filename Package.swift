@@ -67,6 +67,7 @@ let package = Package(
       dependencies: [
         "VietnameseAIWire",
         .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOTestUtils", package: "swift-nio"),
       ],
       swiftSettings: swiftSettings
