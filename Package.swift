@@ -54,10 +54,17 @@ let package = Package(
       dependencies: ["VietnameseAI"],
       swiftSettings: swiftSettings
     ),
+    // Helpers shared by the test targets.
+    .target(
+      name: "TestSupport",
+      path: "Tests/TestSupport",
+      swiftSettings: swiftSettings
+    ),
     .testTarget(
       name: "VietnameseAITests",
       dependencies: [
         "VietnameseAI",
+        "TestSupport",
         .product(name: "Clocks", package: "swift-clocks"),
       ],
       swiftSettings: swiftSettings
@@ -66,6 +73,7 @@ let package = Package(
       name: "VietnameseAIWireTests",
       dependencies: [
         "VietnameseAIWire",
+        "TestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOTestUtils", package: "swift-nio"),
