@@ -75,7 +75,6 @@ let package = Package(
         "VietnameseAIWire",
         "TestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOTestUtils", package: "swift-nio"),
       ],
       swiftSettings: swiftSettings

@@ -32,6 +32,12 @@ for name in sorted(os.listdir(vectors)):
         f.write(bytes([setting]) + data)
 PY
 
+# A fuzzer without coverage feedback only runs random bytes; refuse to pretend otherwise.
+if ! "$binary" "$seeds" -runs=0 2>&1 | grep -qE "INITED cov: [1-9]"; then
+  echo "the fuzzer binary reports no coverage: instrumentation is missing" >&2
+  exit 1
+fi
+
 "$binary" corpus-work/corpus "$seeds" \
   -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
   -artifact_prefix=findings/ -print_final_stats=1 2>&1 | tee corpus-work/last-run.log | grep -E "^#|Done|stat::|ERROR|SUMMARY" | tail -15
