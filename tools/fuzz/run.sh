@@ -33,7 +33,8 @@ for name in sorted(os.listdir(vectors)):
 PY
 
 # A fuzzer without coverage feedback only runs random bytes; refuse to pretend otherwise.
-if ! "$binary" "$seeds" -runs=0 2>&1 | grep -qE "INITED cov: [1-9]"; then
+probe="$("$binary" "$seeds" -runs=0 2>&1 || true)"
+if ! grep -qE "INITED cov: [1-9]" <<<"$probe"; then
   echo "the fuzzer binary reports no coverage: instrumentation is missing" >&2
   exit 1
 fi
