@@ -75,6 +75,7 @@ let package = Package(
         "VietnameseAIWire",
         "TestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOTestUtils", package: "swift-nio"),
       ],
       swiftSettings: swiftSettings

@@ -9,9 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
+# Dead stripping (--gc-sections) would drop the Swift modules' coverage counters, leaving
+# libFuzzer without feedback; keep everything.
+flags="-c release --sanitize=fuzzer --sanitize=address --disable-dead-strip"
 
-swift build -c release --sanitize=fuzzer --sanitize=address --product FuzzWireDecoder 2>&1 | tail -1
-binary="$(swift build -c release --sanitize=fuzzer --sanitize=address --show-bin-path)/FuzzWireDecoder"
+swift build $flags --product FuzzWireDecoder 2>&1 | tail -1
+binary="$(swift build $flags --show-bin-path)/FuzzWireDecoder"
 
 # Seeds: every golden vector, once per decoder setting that could accept it.
 seeds=corpus-work/seeds
