@@ -9,9 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-60}"
-# Dead stripping (--gc-sections) would drop the Swift modules' coverage counters, leaving
-# libFuzzer without feedback; keep everything.
+# `--sanitize=fuzzer` alone does not reliably give the Swift modules coverage counters (their
+# objects came out without them, leaving libFuzzer blind), so the coverage kinds are spelled out;
+# dead stripping is off so that no counter section is dropped at link time.
 flags="-c release --sanitize=fuzzer --sanitize=address --disable-dead-strip"
+flags+=" -Xswiftc -sanitize-coverage=edge,inline-8bit-counters,pc-table,trace-cmp"
 
 swift build $flags --product FuzzWireDecoder 2>&1 | tail -1
 binary="$(swift build $flags --show-bin-path)/FuzzWireDecoder"
