@@ -34,7 +34,7 @@ final class Gate: Sendable {
     var waiters: [CheckedContinuation<Void, Never>] = []
     var entered = 0
   }
-  private let state = Mutex(State())
+  private let state = Locked(State())
 
   /// How many callers reached `wait()` so far.
   var entered: Int { state.withLock { $0.entered } }
@@ -63,7 +63,7 @@ final class Gate: Sendable {
 
 /// A thread-safe log of values, for recording what a model or generator saw.
 final class Recorder<Value: Sendable>: Sendable {
-  private let values = Mutex<[Value]>([])
+  private let values = Locked<[Value]>([])
   func append(_ value: Value) { values.withLock { $0.append(value) } }
   func append(contentsOf more: [Value]) { values.withLock { $0.append(contentsOf: more) } }
   var all: [Value] { values.withLock { $0 } }
@@ -127,7 +127,7 @@ final class ManualClock: Clock, Sendable {
     static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
   }
 
-  private let current = Mutex(Instant(offset: .zero))
+  private let current = Locked(Instant(offset: .zero))
   var now: Instant { current.withLock { $0 } }
   var minimumResolution: Duration { .nanoseconds(1) }
 

@@ -40,7 +40,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
 
   private let hamDuDoan: HamDuDoan
   private let clock: InjectedClock
-  private let state: Mutex<State>
+  private let state: Locked<State>
   private let nextTicket = Atomic<UInt64>(1)
 
   /// Creates a batching server for a model.
@@ -92,7 +92,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     self.soWorker = soWorker
     self.toiDaCho = toiDaCho
     self.clock = InjectedClock(clock)
-    self.state = Mutex(
+    self.state = Locked(
       State(
         kichThuocBatch: kichThuocBatch,
         timeoutBatch: timeoutBatch.nanoseconds,

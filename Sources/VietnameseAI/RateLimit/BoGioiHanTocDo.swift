@@ -245,7 +245,7 @@ public final class BoGioiHanTocDo: Sendable {
   }
 
   final class Shard: Sendable {
-    let state = Mutex(ShardState())
+    let state = Locked(ShardState())
     // Keeps neighbouring shards' locks off one cache line, so that two cores working on two
     // shards do not invalidate each other's line on every lock.
     private let padding: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (0, 0, 0, 0, 0, 0, 0, 0)

@@ -33,7 +33,7 @@ public final class MayChuStream: Sendable {
 
   private let pump: Pump
   private let clock: InjectedClock
-  private let state: Mutex<State>
+  private let state: Locked<State>
   private let tokensSent = Atomic<Int>(0)
 
   private struct State {
@@ -119,7 +119,7 @@ public final class MayChuStream: Sendable {
     self.timeout = timeout
     self.toiDaMoiClient = toiDaMoiClient
     self.clock = InjectedClock(clock)
-    self.state = Mutex(State())
+    self.state = Locked(State())
   }
 
   /// Checks streaming parameters without building a server, for command-line front ends.

@@ -24,7 +24,7 @@ final class StreamSession: Sendable {
   private let clientID: String?
   private let startedAt: Int64
   private let onEnd: @Sendable (Result<Void, any Error>) -> Void
-  private let state = Mutex(State())
+  private let state = Locked(State())
 
   init(
     server: MayChuStream,

@@ -24,7 +24,7 @@ final class TokenChannel: Sendable {
   }
 
   private let capacity: Int
-  private let state = Mutex(State())
+  private let state = Locked(State())
   init(capacity: Int) {
     self.capacity = max(capacity, 1)
   }
