@@ -16,6 +16,9 @@ import Synchronization
 /// cost is one predictable branch.
 struct Locked<Value: ~Copyable>: ~Copyable {
   private let mutex: Mutex<Value>
+  /// Copied from the process-wide lookup so that the hot path reads a stored property rather
+  /// than going through a lazily initialised global.
+  private let annotations = ThreadSanitizer.annotations
 
   init(_ value: consuming sending Value) {
     mutex = Mutex(value)
@@ -27,7 +30,7 @@ struct Locked<Value: ~Copyable>: ~Copyable {
     _ body: (inout sending Value) throws(E) -> sending Result
   ) throws(E) -> sending Result {
     try mutex.withLock { (value: inout sending Value) throws(E) -> sending Result in
-      guard let annotations = ThreadSanitizer.annotations else { return try body(&value) }
+      guard let annotations else { return try body(&value) }
       let address = withUnsafePointer(to: mutex) { UnsafeMutableRawPointer(mutating: $0) }
       annotations.acquire(address)
       defer { annotations.release(address) }
