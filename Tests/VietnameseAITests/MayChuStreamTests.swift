@@ -21,6 +21,23 @@ private final class ManualGenerator: Sendable {
   }
 
   var latest: AsyncThrowingStream<String, any Error>.Continuation? { continuations.all.last }
+
+  /// A server over this generator, without pacing.
+  func server(
+    toiDaClient: Int = 100,
+    timeout: Duration = .seconds(60),
+    toiDaMoiClient: Int? = nil,
+    clock: TestClock<Duration> = TestClock()
+  ) -> MayChuStream {
+    MayChuStream(
+      hamSinh: hamSinh,
+      tocDoToken: .zero,
+      toiDaClient: toiDaClient,
+      timeout: timeout,
+      toiDaMoiClient: toiDaMoiClient,
+      clock: clock
+    )
+  }
 }
 
 @Suite("MayChuStream")
@@ -80,12 +97,7 @@ struct MayChuStreamTests {
   @Test("beyond toiDaClient streams the next one fails at once with tooManyClients")
   func tooManyClients() async throws {
     let generator = ManualGenerator()
-    let server = MayChuStream(
-      hamSinh: generator.hamSinh,
-      tocDoToken: .zero,
-      toiDaClient: 2,
-      clock: TestClock()
-    )
+    let server = generator.server(toiDaClient: 2)
     var first = server.sinhStream("1").makeAsyncIterator()
     var second = server.sinhStream("2").makeAsyncIterator()
     #expect(server.layThongKe().clientHienTai == 2)
@@ -108,13 +120,7 @@ struct MayChuStreamTests {
   @Test("toiDaMoiClient limits one client id without affecting the others")
   func perClientLimit() async throws {
     let generator = ManualGenerator()
-    let server = MayChuStream(
-      hamSinh: generator.hamSinh,
-      tocDoToken: .zero,
-      toiDaClient: 10,
-      toiDaMoiClient: 1,
-      clock: TestClock()
-    )
+    let server = generator.server(toiDaClient: 10, toiDaMoiClient: 1)
     let held = server.sinhStream("a", clientID: "alice").makeAsyncIterator()
     await expectError(.tooManyClients) {
       for try await _ in server.sinhStream("b", clientID: "alice") {}
@@ -128,12 +134,7 @@ struct MayChuStreamTests {
   func streamTimeout() async throws {
     let clock = TestClock()
     let generator = ManualGenerator()
-    let server = MayChuStream(
-      hamSinh: generator.hamSinh,
-      tocDoToken: .zero,
-      timeout: .seconds(60),
-      clock: clock
-    )
+    let server = generator.server(timeout: .seconds(60), clock: clock)
     let reader = Task { try await collect(server.sinhStream("x")) }
     try await eventually("generator started") { generator.continuations.count == 1 }
     generator.latest?.yield("one")
@@ -151,7 +152,7 @@ struct MayChuStreamTests {
   @Test("breaking out of the loop cancels the generator and frees the slot at once")
   func consumerStops() async throws {
     let generator = ManualGenerator()
-    let server = MayChuStream(hamSinh: generator.hamSinh, tocDoToken: .zero, clock: TestClock())
+    let server = generator.server()
     let pusher = Task {
       try await eventually("generator started") { generator.continuations.count == 1 }
       generator.latest?.yield("first")
@@ -169,7 +170,7 @@ struct MayChuStreamTests {
   @Test("cancelling the reading task cancels the generator and frees the slot")
   func consumerCancelled() async throws {
     let generator = ManualGenerator()
-    let server = MayChuStream(hamSinh: generator.hamSinh, tocDoToken: .zero, clock: TestClock())
+    let server = generator.server()
     let reader = Task {
       for try await _ in server.sinhStream("x") {}
     }
@@ -269,12 +270,7 @@ struct MayChuStreamTests {
   func sseTimeout() async throws {
     let clock = TestClock()
     let generator = ManualGenerator()
-    let server = MayChuStream(
-      hamSinh: generator.hamSinh,
-      tocDoToken: .zero,
-      timeout: .seconds(1),
-      clock: clock
-    )
+    let server = generator.server(timeout: .seconds(1), clock: clock)
     let reader = Task { try await collect(server.sinhSSE("x")) }
     try await eventually("generator started") { generator.continuations.count == 1 }
     await clock.advance(by: .seconds(1))
@@ -304,7 +300,7 @@ struct MayChuStreamTests {
   @Test("huy() cancels a callback stream: onError receives CancellationError, once")
   func callbackCancel() async throws {
     let generator = ManualGenerator()
-    let server = MayChuStream(hamSinh: generator.hamSinh, tocDoToken: .zero, clock: TestClock())
+    let server = generator.server()
     let errors = Recorder<String>()
     let done = Counter()
     let handle = server.sinhCallback(
@@ -325,12 +321,7 @@ struct MayChuStreamTests {
   @Test("a refused callback stream reports tooManyClients through onError")
   func callbackRefused() async throws {
     let generator = ManualGenerator()
-    let server = MayChuStream(
-      hamSinh: generator.hamSinh,
-      tocDoToken: .zero,
-      toiDaClient: 1,
-      clock: TestClock()
-    )
+    let server = generator.server(toiDaClient: 1)
     let first = server.sinhCallback("a", onToken: { _ in })
     let codes = Recorder<VietnameseAIError.Code>()
     server.sinhCallback(
