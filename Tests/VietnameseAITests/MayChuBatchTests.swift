@@ -23,6 +23,7 @@ struct MayChuBatchTests {
       kichThuocBatch: Int,
       timeoutBatch: Duration,
       soWorker: Int = 1,
+      toiDaCho: Int = 1000,
       gated: Bool = false,
       realClock: Bool = false
     ) throws {
@@ -38,13 +39,15 @@ struct MayChuBatchTests {
           hamDuDoan: doubler,
           kichThuocBatch: kichThuocBatch,
           timeoutBatch: timeoutBatch,
-          soWorker: soWorker
+          soWorker: soWorker,
+          toiDaCho: toiDaCho
         )
         : MayChuBatch(
           hamDuDoan: doubler,
           kichThuocBatch: kichThuocBatch,
           timeoutBatch: timeoutBatch,
           soWorker: soWorker,
+          toiDaCho: toiDaCho,
           clock: clock
         )
       try server.batDau()
@@ -150,18 +153,8 @@ struct MayChuBatchTests {
 
   @Test("beyond toiDaCho waiting requests duDoan fails at once with queueFull")
   func queueFull() async throws {
-    let gate = Gate()
-    let server = MayChuBatch(
-      hamDuDoan: { (inputs: [Int]) in
-        await gate.wait()
-        return inputs
-      },
-      kichThuocBatch: 1,
-      timeoutBatch: .zero,
-      toiDaCho: 2,
-      clock: TestClock()
-    )
-    try server.batDau()
+    let h = try Harness(kichThuocBatch: 1, timeoutBatch: .zero, toiDaCho: 2, gated: true)
+    let (server, gate) = (h.server, h.gate)
     let running = Task { try await server.duDoan(0) }
     try await eventually("first running") { gate.entered == 1 }
     let queued = [Task { try await server.duDoan(1) }, Task { try await server.duDoan(2) }]
@@ -171,8 +164,8 @@ struct MayChuBatchTests {
     await expectError(.invalidArgument) { try await server.duDoanBatch([5, 6, 7]) }
     gate.open()
     #expect(try await running.value == 0)
-    #expect(try await queued[0].value == 1)
-    #expect(try await queued[1].value == 2)
+    #expect(try await queued[0].value == 2)
+    #expect(try await queued[1].value == 4)
     let stats = server.layThongKe()
     #expect(stats.rejected == 5)
     #expect(stats.completed == 3)
@@ -293,25 +286,15 @@ struct MayChuBatchTests {
 
   @Test("a deadline that passes during compute fails the caller at the deadline")
   func deadlineDuringCompute() async throws {
-    let clock = TestClock()
-    let gate = Gate()
-    let server = MayChuBatch(
-      hamDuDoan: { (inputs: [Int]) in
-        await gate.wait()
-        return inputs
-      },
-      kichThuocBatch: 8,
-      timeoutBatch: .zero,
-      clock: clock
-    )
-    try server.batDau()
+    let h = try Harness(kichThuocBatch: 8, timeoutBatch: .zero, gated: true)
+    let (server, gate, clock) = (h.server, h.gate, h.clock)
     let task = Task { try await server.duDoan(1, deadline: .milliseconds(30)) }
     try await eventually("computing") { gate.entered == 1 }
     await clock.advance(by: .milliseconds(30))
     await expectError(.deadlineExceeded) { try await task.value }
     gate.open()
     // The late result is discarded; the server goes on.
-    #expect(try await server.duDoan(5) == 5)
+    #expect(try await server.duDoan(5) == 10)
     await server.dung()
   }
 
@@ -354,19 +337,8 @@ struct MayChuBatchTests {
 
   @Test("dung() stops intake and returns only after every queued request was answered")
   func dungDrains() async throws {
-    let clock = TestClock()
-    let gate = Gate()
-    let server = MayChuBatch(
-      hamDuDoan: { (inputs: [Int]) in
-        await gate.wait()
-        return inputs
-      },
-      kichThuocBatch: 4,
-      timeoutBatch: .seconds(100),
-      soWorker: 1,
-      clock: clock
-    )
-    try server.batDau()
+    let h = try Harness(kichThuocBatch: 4, timeoutBatch: .seconds(100), gated: true)
+    let (server, gate) = (h.server, h.gate)
     let tasks = (0..<10).map { i in Task { try await server.duDoan(i) } }
     try await eventually("first batch running") { gate.entered == 1 }
     try await eventually("all accepted") { server.layThongKe().queueSize == 6 }
@@ -380,7 +352,7 @@ struct MayChuBatchTests {
     #expect(stopped.current == 0, "dung returned while requests were still queued")
     gate.open()
     await stopping.value
-    for (i, task) in tasks.enumerated() { #expect(try await task.value == i) }
+    for (i, task) in tasks.enumerated() { #expect(try await task.value == i * 2) }
     let stats = server.layThongKe()
     #expect(stats.completed == 10)
     #expect(stats.queueSize == 0)

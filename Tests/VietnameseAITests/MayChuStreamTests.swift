@@ -42,6 +42,19 @@ private final class ManualGenerator: Sendable {
 
 @Suite("MayChuStream")
 struct MayChuStreamTests {
+  /// A server whose generator yields "a" and then throws ``GeneratorError``.
+  private static func failingAfterOneToken() -> MayChuStream {
+    MayChuStream(
+      hamSinh: { _ in
+        AsyncThrowingStream<String, any Error> { c in
+          c.yield("a")
+          c.finish(throwing: GeneratorError())
+        }
+      },
+      tocDoToken: .zero
+    )
+  }
+
   private static func words(_ prompt: String) -> [String] {
     prompt.split(separator: " ").map(String.init)
   }
@@ -204,15 +217,7 @@ struct MayChuStreamTests {
 
   @Test("a failing generator ends the stream with generatorFailed after the tokens it produced")
   func generatorFails() async throws {
-    let server = MayChuStream(
-      hamSinh: { _ in
-        AsyncThrowingStream<String, any Error> { c in
-          c.yield("a")
-          c.finish(throwing: GeneratorError())
-        }
-      },
-      tocDoToken: .zero
-    )
+    let server = Self.failingAfterOneToken()
     var tokens: [String] = []
     do {
       for try await token in server.sinhStream("x") { tokens.append(token) }
@@ -249,15 +254,7 @@ struct MayChuStreamTests {
 
   @Test("an error mid-stream becomes one error event followed by [DONE]")
   func sseError() async throws {
-    let server = MayChuStream(
-      hamSinh: { _ in
-        AsyncThrowingStream<String, any Error> { c in
-          c.yield("a")
-          c.finish(throwing: GeneratorError())
-        }
-      },
-      tocDoToken: .zero
-    )
+    let server = Self.failingAfterOneToken()
     let events = try await collect(server.sinhSSE("x"))
     #expect(events.count == 3)
     #expect(events[0] == "data: {\"token\": \"a\"}\n\n")

@@ -187,6 +187,11 @@ extension MayChuBatch {
     /// moment one will be.
     mutating func dispatch(now: Int64) -> Actions {
       var actions = Actions()
+      dispatch(now: now, into: &actions)
+      return actions
+    }
+
+    private mutating func dispatch(now: Int64, into actions: inout Actions) {
       while busyWorkers < soWorker, let oldest = queue.first, isDue(oldest, now: now) {
         var batch: [Item] = []
         batch.reserveCapacity(min(kichThuocBatch, liveQueued))
@@ -217,7 +222,6 @@ extension MayChuBatch {
         }
       }
       finishStoppingIfDrained(into: &actions)
-      return actions
     }
 
     /// Stores the task of the batch timer armed for `generation`, unless a newer timer was
@@ -254,11 +258,7 @@ extension MayChuBatch {
           fail(ticket: item.ticket, with: error, counter: \.failed, into: &actions)
         }
       }
-      let more = dispatch(now: now)
-      actions.resumptions += more.resumptions
-      actions.batches += more.batches
-      actions.armTimer = more.armTimer
-      actions.cancelTasks += more.cancelTasks
+      dispatch(now: now, into: &actions)
       return actions
     }
 
@@ -306,7 +306,7 @@ extension MayChuBatch {
     }
 
     /// The caller's task was cancelled.
-    mutating func cancel(ticket id: UInt64, now: Int64) -> Actions {
+    mutating func cancel(ticket id: UInt64) -> Actions {
       var actions = Actions()
       fail(ticket: id, with: CancellationError(), counter: \.cancelled, into: &actions)
       finishStoppingIfDrained(into: &actions)
@@ -314,7 +314,7 @@ extension MayChuBatch {
     }
 
     /// The ticket's deadline passed, in the queue or during compute.
-    mutating func expire(ticket id: UInt64, now: Int64) -> Actions {
+    mutating func expire(ticket id: UInt64) -> Actions {
       var actions = Actions()
       fail(ticket: id, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
       finishStoppingIfDrained(into: &actions)

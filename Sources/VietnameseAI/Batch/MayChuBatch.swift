@@ -266,12 +266,12 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   }
 
   private func cancel(ticket id: UInt64) {
-    let actions = state.withLock { $0.cancel(ticket: id, now: clock.nowNanoseconds()) }
+    let actions = state.withLock { $0.cancel(ticket: id) }
     perform(actions)
   }
 
   private func expire(ticket id: UInt64) {
-    let actions = state.withLock { $0.expire(ticket: id, now: clock.nowNanoseconds()) }
+    let actions = state.withLock { $0.expire(ticket: id) }
     perform(actions)
   }
 

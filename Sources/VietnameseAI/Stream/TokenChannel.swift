@@ -21,6 +21,18 @@ final class TokenChannel: Sendable {
     var consumerGone = false
     var consumer: CheckedContinuation<String?, any Error>?
     var producer: CheckedContinuation<Void, any Error>?
+
+    /// Takes the next buffered token, or the end once the buffer is empty (the terminal result
+    /// is reported once, then a plain end).
+    mutating func takeReady() -> Ready? {
+      if let token = buffer.popFirst() {
+        defer { producer = nil }
+        return .token(token, unblocking: producer)
+      }
+      guard let terminal else { return nil }
+      defer { terminalDelivered = true }
+      return .end(terminalDelivered ? .success(()) : terminal)
+    }
   }
 
   private let capacity: Int
@@ -112,61 +124,25 @@ final class TokenChannel: Sendable {
   /// - Throws: the error the stream finished with, or `CancellationError` if the consuming
   ///   task is cancelled (which also ends the stream for the producer).
   func next() async throws -> String? {
-    enum Step {
-      case token(String, CheckedContinuation<Void, any Error>?)
-      case end(Result<Void, any Error>)
-      case wait
-    }
-    let step = state.withLock { state -> Step in
-      if let token = state.buffer.popFirst() {
-        defer { state.producer = nil }
-        return .token(token, state.producer)
-      }
-      if let terminal = state.terminal {
-        if state.terminalDelivered { return .end(.success(())) }
-        state.terminalDelivered = true
-        return .end(terminal)
-      }
-      return .wait
-    }
-    switch step {
-    case .token(let token, let producer):
-      producer?.resume()
-      return token
-    case .end(let result):
-      try result.get()
-      return nil
-    case .wait:
-      break
+    if let ready = state.withLock({ $0.takeReady() }) {
+      return try ready.deliver()
     }
     return try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String?, any Error>) in
         enum Now {
-          case token(String, CheckedContinuation<Void, any Error>?)
-          case end(Result<Void, any Error>)
+          case ready(Ready)
           case cancelled
           case parked
         }
         let now = state.withLock { state -> Now in
-          if let token = state.buffer.popFirst() {
-            defer { state.producer = nil }
-            return .token(token, state.producer)
-          }
-          if let terminal = state.terminal {
-            let delivered = state.terminalDelivered
-            state.terminalDelivered = true
-            return .end(delivered ? .success(()) : terminal)
-          }
+          if let ready = state.takeReady() { return .ready(ready) }
           if Task.isCancelled { return .cancelled }
           state.consumer = continuation
           return .parked
         }
         switch now {
-        case .token(let token, let producer):
-          producer?.resume()
-          continuation.resume(returning: token)
-        case .end(let result):
-          continuation.resume(with: result.map { nil })
+        case .ready(let ready):
+          continuation.resume(with: Result { try ready.deliver() })
         case .cancelled:
           continuation.resume(throwing: CancellationError())
           consumerGone()
@@ -182,6 +158,26 @@ final class TokenChannel: Sendable {
       if let consumer {
         consumer.resume(throwing: CancellationError())
         consumerGone()
+      }
+    }
+  }
+
+  /// What the consumer can have without waiting: a buffered token (whose removal may unblock
+  /// the producer) or the end of the stream.
+  fileprivate enum Ready {
+    case token(String, unblocking: CheckedContinuation<Void, any Error>?)
+    case end(Result<Void, any Error>)
+
+    /// Wakes the producer if needed and returns the token, `nil` at the end, or throws the
+    /// stream's error.
+    func deliver() throws -> String? {
+      switch self {
+      case .token(let token, let producer):
+        producer?.resume()
+        return token
+      case .end(let result):
+        try result.get()
+        return nil
       }
     }
   }
