@@ -16,11 +16,18 @@ let package = Package(
   products: [
     .library(name: "VietnameseAI", targets: ["VietnameseAI"]),
     .library(name: "VietnameseAIWire", targets: ["VietnameseAIWire"]),
-    .executable(name: "vietnamese-ai-demo", targets: ["VietnameseAIDemo"]),
+    .library(name: "VietnameseAIServer", targets: ["VietnameseAIServer"]),
+    .library(name: "VietnameseAIClient", targets: ["VietnameseAIClient"]),
+    .executable(name: "rpc-server", targets: ["RPCServerMain"]),
+    .executable(name: "rpc-cli", targets: ["RPCCLI"]),
+    .executable(name: "custom-model-server", targets: ["CustomModelServer"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     .package(url: "https://github.com/pointfreeco/swift-clocks", from: "1.0.0"),
   ],
@@ -49,9 +56,63 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // The server: the core components behind the wire protocol, on SwiftNIO.
+    .target(
+      name: "VietnameseAIServer",
+      dependencies: [
+        "VietnameseAI",
+        "VietnameseAIWire",
+        .product(name: "DequeModule", package: "swift-collections"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // The client SDK. NIO stays behind its API.
+    .target(
+      name: "VietnameseAIClient",
+      dependencies: [
+        "VietnameseAI",
+        "VietnameseAIWire",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: swiftSettings
+    ),
     .executableTarget(
-      name: "VietnameseAIDemo",
-      dependencies: ["VietnameseAI"],
+      name: "RPCServerMain",
+      dependencies: [
+        "VietnameseAI",
+        "VietnameseAIServer",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .executableTarget(
+      name: "RPCCLI",
+      dependencies: [
+        "VietnameseAIClient",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // How to serve a model of your own: the server embedded in a program of a few lines.
+    .executableTarget(
+      name: "CustomModelServer",
+      dependencies: [
+        "VietnameseAI",
+        "VietnameseAIServer",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ],
+      path: "Examples/CustomModelServer",
       swiftSettings: swiftSettings
     ),
     // Helpers shared by the test targets.
@@ -77,6 +138,21 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOTestUtils", package: "swift-nio"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "VietnameseAIIntegrationTests",
+      dependencies: [
+        "VietnameseAI",
+        "VietnameseAIWire",
+        "VietnameseAIServer",
+        "VietnameseAIClient",
+        "TestSupport",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ],
       swiftSettings: swiftSettings
     ),

@@ -25,7 +25,7 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
   }
 
   /// A connection-level protocol error.
-  static func protocolViolation(_ message: String) -> WireError {
+  package static func protocolViolation(_ message: String) -> WireError {
     WireError(code: .protocolError, message: message, closesConnection: true)
   }
 

@@ -42,9 +42,13 @@ extension MayChuBatch {
       }
     }
 
+    /// Receives a ticket's outcome, once. The async API resumes a continuation from it; the
+    /// server answers its connection from it without a task of its own.
+    typealias Completion<Value> = @Sendable (Result<Value, any Error>) -> Void
+
     enum Waiter: Sendable {
-      case single(CheckedContinuation<KetQua, any Error>)
-      case group(CheckedContinuation<[KetQua], any Error>, GroupResults)
+      case single(Completion<KetQua>)
+      case group(Completion<[KetQua]>, GroupResults)
     }
 
     struct Ticket {
@@ -55,16 +59,16 @@ extension MayChuBatch {
       var deadlineTimer: Task<Void, Never>?
     }
 
-    /// A continuation to resume once the lock is released.
+    /// A waiter to answer once the lock is released.
     enum Resumption {
-      case single(CheckedContinuation<KetQua, any Error>, Result<KetQua, any Error>)
-      case group(CheckedContinuation<[KetQua], any Error>, Result<[KetQua], any Error>)
+      case single(Completion<KetQua>, Result<KetQua, any Error>)
+      case group(Completion<[KetQua]>, Result<[KetQua], any Error>)
       case stopped(CheckedContinuation<Void, Never>)
 
       func resume() {
         switch self {
-        case .single(let c, let r): c.resume(with: r)
-        case .group(let c, let r): c.resume(with: r)
+        case .single(let c, let r): c(r)
+        case .group(let c, let r): c(r)
         case .stopped(let c): c.resume()
         }
       }

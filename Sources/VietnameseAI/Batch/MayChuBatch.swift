@@ -185,7 +185,14 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
     return try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<KetQua, any Error>) in
-        submit(ticket: id, waiter: .single(continuation), inputs: CollectionOfOne(dauVao), deadline: deadline)
+        submit(
+          ticket: id,
+          waiter: .single { continuation.resume(with: $0) },
+          inputs: CollectionOfOne(dauVao),
+          deadline: deadline
+        )
+        // A cancellation that raced with the insertion above found no ticket; catch it here.
+        if Task.isCancelled { cancel(ticket: id) }
       }
     } onCancel: {
       cancel(ticket: id)
@@ -206,14 +213,56 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[KetQua], any Error>) in
         submit(
           ticket: id,
-          waiter: .group(continuation, State.GroupResults(count: dauVao.count)),
+          waiter: .group({ continuation.resume(with: $0) }, State.GroupResults(count: dauVao.count)),
           inputs: dauVao,
           deadline: deadline
         )
+        if Task.isCancelled { cancel(ticket: id) }
       }
     } onCancel: {
       cancel(ticket: id)
     }
+  }
+
+  /// Predicts one input and hands the outcome to `completion` instead of suspending a task.
+  ///
+  /// This is what a network front end uses: it can enqueue from its event loop without
+  /// creating a task per request, and answer from the completion. `completion` runs exactly
+  /// once, outside any lock, on whatever thread finished the ticket (possibly before this
+  /// method returns, if the request is refused at once).
+  ///
+  /// - Returns: The ticket, for ``cancel(ticket:)``.
+  @discardableResult
+  package func submit(
+    _ dauVao: DauVao,
+    deadline: Duration?,
+    completion: @escaping @Sendable (Result<KetQua, any Error>) -> Void
+  ) -> UInt64 {
+    let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
+    submit(ticket: id, waiter: .single(completion), inputs: CollectionOfOne(dauVao), deadline: deadline)
+    return id
+  }
+
+  /// Predicts several inputs, as ``duDoanBatch(_:deadline:)``, with a completion as
+  /// ``submit(_:deadline:completion:)``.
+  @discardableResult
+  package func submitBatch(
+    _ dauVao: [DauVao],
+    deadline: Duration?,
+    completion: @escaping @Sendable (Result<[KetQua], any Error>) -> Void
+  ) -> UInt64 {
+    let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
+    if dauVao.isEmpty {
+      completion(.success([]))
+      return id
+    }
+    submit(
+      ticket: id,
+      waiter: .group(completion, State.GroupResults(count: dauVao.count)),
+      inputs: dauVao,
+      deadline: deadline
+    )
+    return id
   }
 
   /// Whether the server accepts requests: started and not stopping.
@@ -261,11 +310,11 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
       }
       if let stale = state.withLock({ $0.attach(deadlineTimer: timer, to: id) }) { stale.cancel() }
     }
-    // A cancellation that raced with the insertion above found no ticket; catch it here.
-    if Task.isCancelled { cancel(ticket: id) }
   }
 
-  private func cancel(ticket id: UInt64) {
+  /// Withdraws a ticket: its queued items never reach the model and its waiter receives
+  /// `CancellationError`. A ticket that has already been answered is left alone.
+  package func cancel(ticket id: UInt64) {
     let actions = state.withLock { $0.cancel(ticket: id) }
     perform(actions)
   }

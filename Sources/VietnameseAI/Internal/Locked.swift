@@ -14,19 +14,19 @@ import Synchronization
 /// `__tsan_acquire` right after the lock is taken and `__tsan_release` right before it is let
 /// go, on the mutex's own address. Outside a TSan build those functions do not exist and the
 /// cost is one predictable branch.
-struct Locked<Value: ~Copyable>: ~Copyable {
+package struct Locked<Value: ~Copyable>: ~Copyable {
   private let mutex: Mutex<Value>
   /// Copied from the process-wide lookup so that the hot path reads a stored property rather
   /// than going through a lazily initialised global.
   private let annotations = ThreadSanitizer.annotations
 
-  init(_ value: consuming sending Value) {
+  package init(_ value: consuming sending Value) {
     mutex = Mutex(value)
   }
 
   /// Runs `body` with exclusive access to the value.
   @inline(__always)
-  borrowing func withLock<Result: ~Copyable, E: Error>(
+  package borrowing func withLock<Result: ~Copyable, E: Error>(
     _ body: (inout sending Value) throws(E) -> sending Result
   ) throws(E) -> sending Result {
     try mutex.withLock { (value: inout sending Value) throws(E) -> sending Result in

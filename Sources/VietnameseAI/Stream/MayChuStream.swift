@@ -67,12 +67,7 @@ public final class MayChuStream: Sendable {
     clock: some Clock<Duration> = ContinuousClock()
   ) where S.Element == String {
     self.init(
-      pump: { prompt, emit in
-        for token in try hamSinh(prompt) {
-          try Task.checkCancellation()
-          try await emit(token)
-        }
-      },
+      pump: TokenGenerator(hamSinh).pump,
       tocDoToken: tocDoToken,
       toiDaClient: toiDaClient,
       timeout: timeout,
@@ -92,16 +87,31 @@ public final class MayChuStream: Sendable {
     clock: some Clock<Duration> = ContinuousClock()
   ) where S.Element == String {
     self.init(
-      pump: { prompt, emit in
-        for try await token in try await hamSinh(prompt) {
-          try await emit(token)
-        }
-      },
+      pump: TokenGenerator(hamSinh).pump,
       tocDoToken: tocDoToken,
       toiDaClient: toiDaClient,
       timeout: timeout,
       toiDaMoiClient: toiDaMoiClient,
       clock: clock
+    )
+  }
+
+  /// Creates a streaming server over a generator, with the parameters of the public
+  /// initializers.
+  package convenience init(
+    generator: TokenGenerator,
+    tocDoToken: Duration,
+    toiDaClient: Int,
+    timeout: Duration,
+    toiDaMoiClient: Int?
+  ) {
+    self.init(
+      pump: generator.pump,
+      tocDoToken: tocDoToken,
+      toiDaClient: toiDaClient,
+      timeout: timeout,
+      toiDaMoiClient: toiDaMoiClient,
+      clock: ContinuousClock()
     )
   }
 
@@ -181,13 +191,35 @@ public final class MayChuStream: Sendable {
     onDone: @escaping @Sendable () -> Void = {},
     onError: @escaping @Sendable (any Error) -> Void = { _ in }
   ) -> PhienStream {
+    sinhCallback(
+      prompt,
+      clientID: clientID,
+      generator: nil,
+      onToken: onToken,
+      onDone: onDone,
+      onError: onError
+    )
+  }
+
+  /// As ``sinhCallback(_:clientID:onToken:onDone:onError:)``, with `generator` producing the
+  /// tokens instead of the server's own. A front end that serves several generators shares
+  /// one server, so that the client cap, the timeout and the statistics cover all of them.
+  @discardableResult
+  package func sinhCallback(
+    _ prompt: String,
+    clientID: String?,
+    generator: TokenGenerator?,
+    onToken: @escaping @Sendable (String) async throws -> Void,
+    onDone: @escaping @Sendable () -> Void,
+    onError: @escaping @Sendable (any Error) -> Void
+  ) -> PhienStream {
     let ended: @Sendable (Result<Void, any Error>) -> Void = { result in
       switch result {
       case .success: onDone()
       case .failure(let error): onError(error)
       }
     }
-    switch begin(prompt: prompt, clientID: clientID, deliver: onToken, onEnd: ended) {
+    switch begin(prompt: prompt, clientID: clientID, pump: generator?.pump, deliver: onToken, onEnd: ended) {
     case .success(let session):
       return PhienStream(session: session)
     case .failure(let error):
@@ -220,11 +252,13 @@ public final class MayChuStream: Sendable {
   /// Admits a stream and starts its generator and its timeout.
   ///
   /// - Parameters:
+  ///   - override: The generator to run instead of the server's own.
   ///   - deliver: Receives each token, after pacing; may suspend to apply backpressure.
   ///   - onEnd: Called exactly once when the stream ends, after its slot is freed.
   func begin(
     prompt: String,
     clientID: String?,
+    pump override: Pump? = nil,
     deliver: @escaping @Sendable (String) async throws -> Void,
     onEnd: @escaping @Sendable (Result<Void, any Error>) -> Void
   ) -> Result<StreamSession, VietnameseAIError> {
@@ -253,7 +287,8 @@ public final class MayChuStream: Sendable {
     let startedAt = clock.nowNanoseconds()
     let session = StreamSession(server: self, clientID: clientID, startedAt: startedAt, onEnd: onEnd)
     let pace = tocDoToken.nanoseconds
-    let producer = Task { [pump, clock] in
+    let pump = override ?? self.pump
+    let producer = Task { [clock] in
       var lastToken: Int64?
       do {
         try await pump(prompt) { token in

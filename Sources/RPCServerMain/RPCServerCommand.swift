@@ -1,0 +1,227 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+import VietnameseAI
+import VietnameseAIServer
+
+/// `rpc-server`: serves the built-in models over the binary protocol.
+///
+/// Times are in seconds on the command line. Once it listens it prints one line,
+/// `listening on HOST:PORT`, to standard output (scripts wait for it); logs go to standard
+/// error. SIGINT and SIGTERM drain it: `GOAWAY` to every client, requests in flight finish,
+/// then it exits 0.
+@main
+struct RPCServerCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "rpc-server",
+    abstract: "Serve ML models over the Vietnamese AI binary RPC protocol.",
+    discussion: """
+      Built-in models: "echo" (returns its input), "sim" (a simulated accelerator: a batch costs \
+      --sim-batch-cost plus --sim-item-cost per input; answers upper-cased text). Built-in \
+      generators: "essay" (default: a short Vietnamese essay on the prompt, one syllable per \
+      token) and "syllables" (the prompt, one syllable per token).
+      """
+  )
+
+  @Option(help: "Address to listen on.")
+  var host = "127.0.0.1"
+
+  @Option(help: "Port to listen on; 0 picks a free one (see the 'listening on' line).")
+  var port = 7070
+
+  @Option(help: "kichThuocBatch: the largest batch a built-in model runs.")
+  var batchSize = 32
+
+  @Option(help: "timeoutBatch: seconds to gather a batch; 0 runs whatever is queued at once.")
+  var batchTimeout = 0.1
+
+  @Option(help: "soWorker: batches that may run at once, per model.")
+  var workers = 1
+
+  @Option(help: "toiDaCho: requests that may wait per model; more are refused QUEUE_FULL.")
+  var maxQueue = 1000
+
+  @Option(help: "Seconds a batch of the 'sim' model costs, whatever its size.")
+  var simBatchCost = 0.005
+
+  @Option(help: "Seconds each input adds to a batch of the 'sim' model.")
+  var simItemCost = 0.000_05
+
+  @Option(help: "tocDoToken: least seconds between two tokens of a stream.")
+  var tokenInterval = 0.02
+
+  @Option(help: "toiDaClient: streams at once over the server.")
+  var maxStreams = 100
+
+  @Option(help: "Longest a stream may run, in seconds; 0 for no limit.")
+  var streamTimeout = 60.0
+
+  @Option(help: "toiDaMoiClient: streams at once per client id (default: no limit of its own).")
+  var maxStreamsPerClient: Int?
+
+  @Option(help: "goiY: requests each client may make per window.")
+  var rateLimit = 100
+
+  @Option(help: "cuaSo: the rate limit's window, in seconds.")
+  var rateWindow = 60.0
+
+  @Option(help: "kichThuocBurst: the token bucket's capacity (default: --rate-limit).")
+  var rateBurst: Int?
+
+  @Option(help: "cheDo: token_bucket or sliding_window.")
+  var rateMode = "token_bucket"
+
+  @Option(help: "Largest frame payload accepted, in bytes.")
+  var maxFrameSize = 4 * 1024 * 1024
+
+  @Option(help: "Smallest payload compressed once zlib is negotiated, in bytes.")
+  var compressionThreshold = 1024
+
+  @Flag(help: "Refuse to negotiate zlib compression.")
+  var noCompression = false
+
+  @Option(help: "Connections at once.")
+  var maxConnections = 10_000
+
+  @Option(help: "Requests in flight per connection.")
+  var maxConcurrentRequests = 1024
+
+  @Option(help: "Seconds a new connection has to send HELLO.")
+  var handshakeTimeout = 10.0
+
+  @Option(help: "Seconds a shutdown waits for requests in flight.")
+  var drainTimeout = 30.0
+
+  @Option(
+    help: ArgumentHelp(
+      "A file of auth tokens: one 'TOKEN CLIENT_ID' per line, '#' for comments.",
+      discussion: "With tokens, a connection without a valid one is refused UNAUTHENTICATED."
+    )
+  )
+  var authTokens: String?
+
+  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+  var logLevel = "info"
+
+  func run() async throws {
+    guard let level = Logger.Level(rawValue: logLevel) else {
+      throw ValidationError("unknown log level \"\(logLevel)\"")
+    }
+    LoggingSystem.bootstrap { label in
+      var handler = StreamLogHandler.standardError(label: label)
+      handler.logLevel = level
+      return handler
+    }
+    let logger = Logger(label: "rpc-server")
+
+    let configuration = try makeConfiguration()
+    var batching = BuiltinModels.Batching()
+    batching.kichThuocBatch = batchSize
+    batching.timeoutBatch = try seconds(batchTimeout, "--batch-timeout")
+    batching.soWorker = workers
+    batching.toiDaCho = maxQueue
+    try check {
+      try MayChuBatch<Int, Int>.validate(
+        kichThuocBatch: batching.kichThuocBatch,
+        timeoutBatch: batching.timeoutBatch,
+        soWorker: batching.soWorker,
+        toiDaCho: batching.toiDaCho
+      )
+    }
+    let server = RPCServer(
+      configuration: configuration,
+      models: [
+        BuiltinModels.echo(batching: batching),
+        BuiltinModels.simulatedAccelerator(
+          perBatch: try seconds(simBatchCost, "--sim-batch-cost"),
+          perItem: try seconds(simItemCost, "--sim-item-cost"),
+          batching: batching
+        ),
+      ],
+      generators: [BuiltinModels.essay, BuiltinModels.syllables],
+      logger: logger
+    )
+    let services = ServiceGroup(
+      configuration: ServiceGroupConfiguration(
+        services: [.init(service: server)],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger
+      )
+    )
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await services.run() }
+      group.addTask {
+        let address = try await server.listeningAddress()
+        print("listening on \(address)")
+        fflush(nil)
+      }
+      try await group.waitForAll()
+    }
+  }
+
+  private func makeConfiguration() throws -> RPCServer.Configuration {
+    var configuration = RPCServer.Configuration()
+    configuration.host = host
+    configuration.port = port
+    configuration.maxFrameSize = maxFrameSize
+    configuration.compressionThreshold = compressionThreshold
+    configuration.allowsCompression = !noCompression
+    configuration.maxConnections = maxConnections
+    configuration.maxConcurrentRequests = maxConcurrentRequests
+    configuration.handshakeTimeout = try seconds(handshakeTimeout, "--handshake-timeout")
+    configuration.drainTimeout = try seconds(drainTimeout, "--drain-timeout")
+    configuration.rateLimit.goiY = rateLimit
+    configuration.rateLimit.cuaSo = try seconds(rateWindow, "--rate-window")
+    configuration.rateLimit.kichThuocBurst = rateBurst
+    configuration.rateLimit.cheDo = try check { try BoGioiHanTocDo.CheDo(parsing: rateMode) }
+    configuration.streaming.tocDoToken = try seconds(tokenInterval, "--token-interval")
+    configuration.streaming.toiDaClient = maxStreams
+    configuration.streaming.timeout = try seconds(streamTimeout, "--stream-timeout")
+    configuration.streaming.toiDaMoiClient = maxStreamsPerClient
+    if let authTokens {
+      configuration.authTokens = try Self.readTokens(from: authTokens)
+    }
+    try check { try configuration.validate() }
+    return configuration
+  }
+
+  /// Reads `TOKEN CLIENT_ID` lines. The tokens themselves never appear in a message.
+  static func readTokens(from path: String) throws -> [String: String] {
+    let text: String
+    do {
+      text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+      throw ValidationError("cannot read the auth token file \(path): \(error.localizedDescription)")
+    }
+    var tokens: [String: String] = [:]
+    for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+      let trimmed = line.trimmingCharacters(in: .whitespaces)
+      if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+      let fields = trimmed.split(whereSeparator: { $0 == " " || $0 == "\t" })
+      guard fields.count == 2 else {
+        throw ValidationError("\(path):\(number + 1): expected 'TOKEN CLIENT_ID'")
+      }
+      tokens[String(fields[0])] = String(fields[1])
+    }
+    guard !tokens.isEmpty else { throw ValidationError("the auth token file \(path) holds no tokens") }
+    return tokens
+  }
+
+  private func seconds(_ value: Double, _ flag: String) throws -> Duration {
+    guard value.isFinite, value >= 0, value < 1e9 else {
+      throw ValidationError("\(flag) must be a number of seconds, 0 or more; got \(value)")
+    }
+    return .nanoseconds(Int64((value * 1e9).rounded()))
+  }
+
+  /// Turns a component's refusal of a value into a usage error naming it.
+  private func check<T>(_ body: () throws -> T) throws -> T {
+    do {
+      return try body()
+    } catch let error as VietnameseAIError {
+      throw ValidationError(error.message)
+    }
+  }
+}

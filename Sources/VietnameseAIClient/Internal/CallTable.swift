@@ -1,0 +1,170 @@
+import NIOCore
+import VietnameseAI
+import VietnameseAIWire
+
+/// The calls in flight on one connection, shared by the tasks that make calls and the event
+/// loop that answers them.
+///
+/// A call registers here before its frame is sent, and whoever ends it first (its answer, its
+/// cancellation, its local deadline, the connection closing) removes it and answers the
+/// caller; everybody later finds nothing. A call the caller gave up on stays counted as
+/// *abandoned* until the server's terminal frame arrives, because the server still counts it
+/// against the connection's limit.
+final class CallTable: Sendable {
+  enum Call {
+    /// Answered by one terminal message.
+    case unary(@Sendable (Result<WireMessage, RPCError>) -> Void)
+    /// Tokens, then `STREAM_END` or `ERROR`.
+    case stream(AsyncThrowingStream<String, any Error>.Continuation)
+  }
+
+  private struct Entry {
+    var call: Call
+    var tokens: UInt32 = 0
+    var timer: Scheduled<Void>?
+  }
+
+  private struct State {
+    var calls: [UInt32: Entry] = [:]
+    var abandoned: Set<UInt32> = []
+    var pings: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    var closed: RPCError?
+    var goingAway = false
+    var limit = Int.max
+  }
+
+  private let state = Locked(State())
+
+  /// Sets the server's limit on requests in flight, from `WELCOME`.
+  func setLimit(_ limit: Int) {
+    state.withLock { $0.limit = limit }
+  }
+
+  /// Whether `id` may be used for a new request: not in flight, not awaiting its answer.
+  func isFree(_ id: UInt32) -> Bool {
+    state.withLock { $0.calls[id] == nil && !$0.abandoned.contains(id) }
+  }
+
+  /// Adds a call, or says why it cannot start.
+  func register(_ id: UInt32, _ call: Call) -> RPCError? {
+    state.withLock { state in
+      if let closed = state.closed { return closed }
+      if state.goingAway {
+        return .unavailable("the server is shutting down (GOAWAY); open a new connection")
+      }
+      if state.calls.count + state.abandoned.count >= state.limit {
+        return RPCError(
+          code: .resourceExhausted,
+          message: "\(state.limit) requests in flight, the most the server allows on one connection"
+        )
+      }
+      state.calls[id] = Entry(call: call)
+      return nil
+    }
+  }
+
+  /// Keeps the timer of a call's local deadline, so that it is cancelled with the call.
+  func attach(timer: Scheduled<Void>, to id: UInt32) {
+    let stale = state.withLock { state -> Bool in
+      guard state.calls[id] != nil else { return true }
+      state.calls[id]!.timer = timer
+      return false
+    }
+    if stale { timer.cancel() }
+  }
+
+  /// Ends a call on the caller's side with `error`.
+  ///
+  /// - Returns: Whether the call was still in flight, in which case the server should be told
+  ///   with `CANCEL`.
+  func abandon(_ id: UInt32, with error: RPCError) -> Bool {
+    let entry = state.withLock { state -> Entry? in
+      guard let entry = state.calls.removeValue(forKey: id) else { return nil }
+      state.abandoned.insert(id)
+      return entry
+    }
+    guard let entry else { return false }
+    Self.end(entry, with: .failure(error))
+    return true
+  }
+
+  /// A `TOKEN` for stream `id`.
+  func token(_ token: String, for id: UInt32) {
+    let continuation = state.withLock { state -> AsyncThrowingStream<String, any Error>.Continuation? in
+      guard let entry = state.calls[id], case .stream(let continuation) = entry.call else { return nil }
+      state.calls[id]!.tokens &+= 1
+      return continuation
+    }
+    continuation?.yield(token)
+  }
+
+  /// The terminal frame of call `id`.
+  func complete(_ id: UInt32, with outcome: Result<WireMessage, RPCError>) {
+    let entry = state.withLock { state -> Entry? in
+      state.abandoned.remove(id)
+      return state.calls.removeValue(forKey: id)
+    }
+    guard let entry else { return }
+    Self.end(entry, with: outcome)
+  }
+
+  /// The server sent `GOAWAY`: calls in flight go on, new ones are refused.
+  func goAway() {
+    state.withLock { $0.goingAway = true }
+  }
+
+  /// The connection is gone: every call and ping fails with `error`.
+  func closeAll(with error: RPCError) {
+    let (entries, pings) = state.withLock { state in
+      if state.closed == nil { state.closed = error }
+      defer {
+        state.calls.removeAll()
+        state.abandoned.removeAll()
+        state.pings.removeAll()
+      }
+      return (Array(state.calls.values), Array(state.pings.values))
+    }
+    for entry in entries { Self.end(entry, with: .failure(error)) }
+    for ping in pings { ping.resume(throwing: error) }
+  }
+
+  /// Registers a ping awaiting its `PONG`.
+  func addPing(_ value: UInt64, _ continuation: CheckedContinuation<Void, any Error>) {
+    let refusal = state.withLock { state -> RPCError? in
+      if let closed = state.closed { return closed }
+      state.pings[value] = continuation
+      return nil
+    }
+    if let refusal { continuation.resume(throwing: refusal) }
+  }
+
+  func pong(_ value: UInt64) {
+    state.withLock { $0.pings.removeValue(forKey: value) }?.resume()
+  }
+
+  private static func end(_ entry: Entry, with outcome: Result<WireMessage, RPCError>) {
+    entry.timer?.cancel()
+    switch entry.call {
+    case .unary(let answer):
+      answer(outcome)
+    case .stream(let continuation):
+      switch outcome {
+      case .success(.streamEnd(let count)) where count != entry.tokens:
+        continuation.finish(
+          throwing: RPCError(
+            code: .protocolError,
+            message: "the server counted \(count) tokens but \(entry.tokens) arrived"
+          )
+        )
+      case .success(.streamEnd):
+        continuation.finish()
+      case .success(let message):
+        continuation.finish(
+          throwing: RPCError(code: .protocolError, message: "a stream was answered with \(message.type.name)")
+        )
+      case .failure(let error):
+        continuation.finish(throwing: error)
+      }
+    }
+  }
+}

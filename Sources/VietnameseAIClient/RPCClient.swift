@@ -1,0 +1,325 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+import VietnameseAIWire
+
+/// A connection to an `rpc-server`, shared by any number of tasks.
+///
+/// ```swift
+/// let client = try await RPCClient.connect(host: "127.0.0.1", port: 7070, clientID: "c1")
+/// let answer = try await client.predict(model: "echo", input: "xin chào")
+/// for try await token in client.stream(prompt: "Viết bài luận về AI") { print(token, terminator: "") }
+/// print(try await client.stats().batch["latency_p50"] ?? 0)
+/// await client.close()
+/// ```
+///
+/// Calls from many tasks travel concurrently over the one connection and are answered as they
+/// finish. Every failure is an ``RPCError``. A call with a `deadline` tells the server, which
+/// answers `DEADLINE_EXCEEDED` when it passes; the client also gives up on its own shortly
+/// after, should the server not answer. Cancelling the calling task (or stopping iteration of a
+/// stream) ends the call with ``RPCError/Code/cancelled`` at once and sends `CANCEL`, so the
+/// server drops the work.
+public final class RPCClient: Sendable {
+  /// The client id the server knows this connection by: the one asked for, or the one the
+  /// auth token stands for.
+  public let clientID: String
+  /// Whether zlib compression was negotiated.
+  public let compressionEnabled: Bool
+  /// The most requests the server lets this connection have in flight.
+  public let maxConcurrentRequests: Int
+
+  private let channel: any Channel
+  private let handler: NIOLoopBound<ClientConnectionHandler>
+  private let calls: CallTable
+  private let nextID = Atomic<UInt32>(1)
+  private let nextPing = Atomic<UInt64>(1)
+
+  /// How long after a call's deadline the client stops waiting for the server's own
+  /// `DEADLINE_EXCEEDED`.
+  static let deadlineGrace: Duration = .milliseconds(500)
+
+  private init(
+    channel: any Channel,
+    handler: NIOLoopBound<ClientConnectionHandler>,
+    calls: CallTable,
+    welcome: WireMessage.Welcome
+  ) {
+    self.channel = channel
+    self.handler = handler
+    self.calls = calls
+    self.clientID = welcome.clientID
+    self.compressionEnabled = welcome.compression == WireProtocol.compressionZlib
+    self.maxConcurrentRequests = Int(welcome.maxConcurrentRequests)
+  }
+
+  /// Connects and completes the handshake.
+  ///
+  /// - Parameters:
+  ///   - clientID: The id to be known by (the rate limit's key). Empty: the server uses the
+  ///     connection's address. With auth tokens configured, the token decides instead.
+  ///   - authToken: The token, if the server requires one.
+  ///   - compression: Offer zlib; it is used if the server agrees.
+  ///   - timeout: The most the connection and handshake may take.
+  ///   - maxFrameSize: The largest frame accepted from the server.
+  /// - Throws: ``RPCError``: `unavailable` if the server cannot be reached, `unauthenticated`
+  ///   for a bad token, `unsupportedVersion`, `deadlineExceeded` on timeout.
+  public static func connect(
+    host: String = "127.0.0.1",
+    port: Int,
+    clientID: String = "",
+    authToken: String = "",
+    compression: Bool = false,
+    timeout: Duration = .seconds(10),
+    maxFrameSize: Int = 4 * 1024 * 1024,
+    compressionThreshold: Int = 1024
+  ) async throws -> RPCClient {
+    let calls = CallTable()
+    let group = MultiThreadedEventLoopGroup.singleton
+    let loop = group.next()
+    let welcomePromise = loop.makePromise(of: WireMessage.Welcome.self)
+    let channel: any Channel
+    do {
+      channel = try await ClientBootstrap(group: loop)
+        .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        .connectTimeout(TimeAmount(timeout))
+        .channelInitializer { channel in
+          channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(
+              ClientConnectionHandler(
+                calls: calls,
+                maxFrameSize: maxFrameSize,
+                compressionThreshold: compressionThreshold,
+                welcome: welcomePromise
+              )
+            )
+          }
+        }
+        .connect(host: host, port: port)
+        .get()
+    } catch {
+      welcomePromise.fail(error)
+      throw RPCError.unavailable("could not connect to \(host):\(port): \(Self.describe(error))")
+    }
+    let hello = WireMessage.Hello(
+      versions: [WireProtocol.version],
+      clientID: clientID,
+      authToken: authToken,
+      compressions: compression
+        ? [WireProtocol.compressionZlib, WireProtocol.compressionIdentity]
+        : [WireProtocol.compressionIdentity]
+    )
+    let handler = try await loop.submit {
+      let handler = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
+      handler.send(WireFrame(requestID: 0, message: .hello(hello)))
+      return NIOLoopBound(handler, eventLoop: loop)
+    }.get()
+    let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
+      welcomePromise.fail(RPCError(code: .deadlineExceeded, message: "no WELCOME within \(timeout)"))
+    }
+    do {
+      let welcome = try await welcomePromise.futureResult.get()
+      timer.cancel()
+      return RPCClient(channel: channel, handler: handler, calls: calls, welcome: welcome)
+    } catch {
+      timer.cancel()
+      channel.close(promise: nil)
+      throw (error as? RPCError) ?? RPCError.unavailable("handshake failed: \(error)")
+    }
+  }
+
+  private static func describe(_ error: any Error) -> String {
+    if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
+      return "\(first.error)"
+    }
+    return "\(error)"
+  }
+
+  // MARK: Calls
+
+  /// Predicts one input with `model`.
+  public func predict(model: String, input: [UInt8], deadline: Duration? = nil) async throws -> [UInt8] {
+    let request = WireMessage.Predict(
+      deadlineMilliseconds: try Self.milliseconds(deadline),
+      model: model,
+      input: ByteBuffer(bytes: input)
+    )
+    guard case .result(let output) = try await call(.predict(request), deadline: deadline) else {
+      throw Self.unexpectedAnswer
+    }
+    return Array(output.readableBytesView)
+  }
+
+  /// Predicts one UTF-8 text input with a text model.
+  public func predict(model: String, input: String, deadline: Duration? = nil) async throws -> String {
+    try Self.text(try await predict(model: model, input: Array(input.utf8), deadline: deadline))
+  }
+
+  /// Predicts several inputs at once; the outputs come in the order of the inputs.
+  public func predictBatch(model: String, inputs: [[UInt8]], deadline: Duration? = nil) async throws
+    -> [[UInt8]]
+  {
+    let request = WireMessage.BatchPredict(
+      deadlineMilliseconds: try Self.milliseconds(deadline),
+      model: model,
+      inputs: inputs.map { ByteBuffer(bytes: $0) }
+    )
+    guard case .batchResult(let outputs) = try await call(.batchPredict(request), deadline: deadline),
+      outputs.count == inputs.count
+    else {
+      throw Self.unexpectedAnswer
+    }
+    return outputs.map { Array($0.readableBytesView) }
+  }
+
+  /// Predicts several UTF-8 text inputs at once.
+  public func predictBatch(model: String, inputs: [String], deadline: Duration? = nil) async throws
+    -> [String]
+  {
+    try await predictBatch(model: model, inputs: inputs.map { Array($0.utf8) }, deadline: deadline).map(
+      Self.text
+    )
+  }
+
+  /// Streams the tokens a generator produces for `prompt`.
+  ///
+  /// - Parameters:
+  ///   - model: The generator; empty for the server's default.
+  /// - Returns: The tokens, in order. The sequence ends when the server sends `STREAM_END`
+  ///   and throws ``RPCError`` if the stream fails. Stopping iteration cancels the stream on
+  ///   the server.
+  public func stream(prompt: String, model: String = "", deadline: Duration? = nil)
+    -> AsyncThrowingStream<String, any Error>
+  {
+    let (tokens, continuation) = AsyncThrowingStream<String, any Error>.makeStream()
+    let id = nextRequestID()
+    let milliseconds: UInt32
+    do {
+      milliseconds = try Self.milliseconds(deadline)
+    } catch {
+      continuation.finish(throwing: error)
+      return tokens
+    }
+    if let refusal = calls.register(id, .stream(continuation)) {
+      continuation.finish(throwing: refusal)
+      return tokens
+    }
+    continuation.onTermination = { [weak self] termination in
+      if case .cancelled = termination { self?.cancel(id, with: .cancelledByCaller) }
+    }
+    let request = WireMessage.StreamOpen(deadlineMilliseconds: milliseconds, model: model, prompt: prompt)
+    send(WireFrame(requestID: id, message: .streamOpen(request)), deadline: deadline)
+    return tokens
+  }
+
+  /// The server's statistics.
+  public func stats() async throws -> ServerStatistics {
+    guard case .stats(let json) = try await call(.statsRequest, deadline: nil) else {
+      throw Self.unexpectedAnswer
+    }
+    return try ServerStatistics(json: json)
+  }
+
+  /// Measures a round trip to the server.
+  ///
+  /// - Returns: The time from sending `PING` to receiving its `PONG`.
+  public func ping() async throws -> Duration {
+    let value = nextPing.wrappingAdd(1, ordering: .relaxed).oldValue
+    let clock = ContinuousClock()
+    let start = clock.now
+    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+      calls.addPing(value, continuation)
+      let handler = self.handler
+      channel.eventLoop.execute { handler.value.send(WireFrame(requestID: 0, message: .ping(value))) }
+    }
+    return clock.now - start
+  }
+
+  /// Closes the connection. Calls still in flight fail with ``RPCError/Code/unavailable``.
+  public func close() async {
+    try? await channel.close()
+  }
+
+  // MARK: Internals
+
+  private static let unexpectedAnswer = RPCError(
+    code: .protocolError,
+    message: "the server answered with the wrong kind of frame"
+  )
+
+  private static func text(_ bytes: [UInt8]) throws -> String {
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+      throw RPCError(
+        code: .invalidArgument,
+        message: "the model's output is not UTF-8 text; use the [UInt8] call"
+      )
+    }
+    return text
+  }
+
+  private static func milliseconds(_ deadline: Duration?) throws(RPCError) -> UInt32 {
+    guard let deadline else { return 0 }
+    guard deadline > .zero else {
+      throw RPCError(code: .deadlineExceeded, message: "the deadline \(deadline) has already passed")
+    }
+    let (seconds, attoseconds) = deadline.components
+    let milliseconds = Double(seconds) * 1000 + (Double(attoseconds) / 1e15).rounded(.up)
+    return UInt32(min(milliseconds, Double(UInt32.max)))
+  }
+
+  /// A request id that is neither 0 nor still in use (after the counter wraps).
+  private func nextRequestID() -> UInt32 {
+    while true {
+      let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
+      if id != 0 && calls.isFree(id) { return id }
+    }
+  }
+
+  /// Sends a request and waits for its terminal frame.
+  private func call(_ message: WireMessage, deadline: Duration?) async throws -> WireMessage {
+    let id = nextRequestID()
+    return try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation {
+        (continuation: CheckedContinuation<WireMessage, any Error>) in
+        if let refusal = calls.register(id, .unary({ continuation.resume(with: $0.mapError { $0 }) })) {
+          continuation.resume(throwing: refusal)
+          return
+        }
+        // A cancellation that came before the registration found nothing to cancel.
+        if Task.isCancelled {
+          _ = calls.abandon(id, with: .cancelledByCaller)
+          return
+        }
+        send(WireFrame(requestID: id, message: message), deadline: deadline)
+      }
+    } onCancel: {
+      cancel(id, with: .cancelledByCaller)
+    }
+  }
+
+  private func send(_ frame: WireFrame, deadline: Duration?) {
+    let handler = self.handler
+    let calls = self.calls
+    let loop = channel.eventLoop
+    loop.execute {
+      handler.value.send(frame)
+      if let deadline {
+        let timer = loop.scheduleTask(in: TimeAmount(deadline + Self.deadlineGrace)) {
+          let error = RPCError(
+            code: .deadlineExceeded,
+            message: "no answer within the deadline of \(deadline)"
+          )
+          if calls.abandon(frame.requestID, with: error) {
+            handler.value.send(WireFrame(requestID: frame.requestID, message: .cancel))
+          }
+        }
+        calls.attach(timer: timer, to: frame.requestID)
+      }
+    }
+  }
+
+  private func cancel(_ id: UInt32, with error: RPCError) {
+    guard calls.abandon(id, with: error) else { return }
+    let handler = self.handler
+    channel.eventLoop.execute { handler.value.send(WireFrame(requestID: id, message: .cancel)) }
+  }
+}

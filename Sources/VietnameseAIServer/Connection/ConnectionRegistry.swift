@@ -1,0 +1,77 @@
+import NIOCore
+import VietnameseAI
+
+/// The server's open connections: it enforces the connection limit and reaches every
+/// connection when the server drains or gives up draining.
+final class ConnectionRegistry: Sendable {
+  /// What a new connection is told.
+  enum Admission {
+    case accepted
+    /// The server already holds its maximum of connections.
+    case full
+    /// The server is shutting down.
+    case draining
+  }
+
+  private struct Entry {
+    var eventLoop: any EventLoop
+    var handler: NIOLoopBound<ServerConnectionHandler>
+  }
+
+  private struct State {
+    var entries: [ObjectIdentifier: Entry] = [:]
+    var draining = false
+  }
+
+  let limit: Int
+  private let state = Locked(State())
+
+  init(limit: Int) {
+    self.limit = limit
+  }
+
+  /// Registers a connection that has just become active.
+  func add(
+    _ handler: NIOLoopBound<ServerConnectionHandler>,
+    id: ObjectIdentifier,
+    on eventLoop: any EventLoop
+  )
+    -> Admission
+  {
+    state.withLock { state in
+      if state.draining { return .draining }
+      if state.entries.count >= limit { return .full }
+      state.entries[id] = Entry(eventLoop: eventLoop, handler: handler)
+      return .accepted
+    }
+  }
+
+  func remove(id: ObjectIdentifier) {
+    _ = state.withLock { $0.entries.removeValue(forKey: id) }
+  }
+
+  /// Connections open now.
+  var count: Int {
+    state.withLock { $0.entries.count }
+  }
+
+  /// Tells every connection to drain: `GOAWAY`, finish what is in flight, close. Connections
+  /// accepted from now on are drained at once.
+  func drainAll() {
+    let entries = state.withLock { state in
+      state.draining = true
+      return Array(state.entries.values)
+    }
+    for entry in entries {
+      entry.eventLoop.execute { entry.handler.value.beginDrain() }
+    }
+  }
+
+  /// Ends every connection now: requests still in flight are answered `UNAVAILABLE`.
+  func closeAll() {
+    let entries = state.withLock { Array($0.entries.values) }
+    for entry in entries {
+      entry.eventLoop.execute { entry.handler.value.closeNow() }
+    }
+  }
+}

@@ -1,0 +1,508 @@
+import Logging
+import NIOCore
+import VietnameseAI
+import VietnameseAIWire
+
+/// One client connection: the handshake, then requests multiplexed by id, each answered exactly
+/// once.
+///
+/// Everything here runs on the connection's event loop. Work leaves it only where it must (a
+/// model's batch, a generator) and comes back through `eventLoop.execute`; nothing else hops.
+/// Answers are gathered in a ``FrameWriter`` and flushed once per read burst or event-loop
+/// tick, so a burst of pipelined requests is answered with few writes.
+///
+/// Backpressure: the handler stops asking for reads while the channel is not writable, and
+/// stream generators wait on an ``OutboundGate`` that follows the channel's writability, so a
+/// client that reads slowly costs the server a bounded buffer.
+final class ServerConnectionHandler: ChannelDuplexHandler {
+  typealias InboundIn = ByteBuffer
+  typealias OutboundIn = ByteBuffer
+  typealias OutboundOut = ByteBuffer
+
+  private enum Phase {
+    /// Waiting for `HELLO`.
+    case handshake
+    case open
+    /// `GOAWAY` sent: in-flight requests finish, new ones are refused.
+    case draining
+    case closed
+  }
+
+  /// A request being worked on.
+  private struct InFlight {
+    enum Work {
+      case batch(ServedModel, ticket: UInt64)
+      case stream(PhienStream?)
+    }
+    var work: Work
+    var tokensSent: UInt32 = 0
+    var deadlineTimer: Scheduled<Void>?
+    var deadlinePassed = false
+  }
+
+  private let core: ServerCore
+  private let registry: ConnectionRegistry
+  private var logger: Logger
+  private var phase = Phase.handshake
+  private var reader: FrameReader
+  private var writer: FrameWriter
+  private var inFlight: [UInt32: InFlight] = [:]
+  private let gate = OutboundGate()
+  private var clientID = ""
+  private var context: ChannelHandlerContext?
+  private var bound: NIOLoopBound<ServerConnectionHandler>?
+  private var registered = false
+  private var inReadBurst = false
+  private var flushScheduled = false
+  private var readHeld = false
+  private var handshakeTimer: Scheduled<Void>?
+
+  init(core: ServerCore, registry: ConnectionRegistry, logger: Logger) {
+    self.core = core
+    self.registry = registry
+    self.logger = logger
+    self.reader = FrameReader(decoder: FrameDecoder(role: .server, maxPayloadSize: WireProtocol.maxHelloSize))
+    self.writer = FrameWriter(
+      encoder: FrameEncoder(compressionThreshold: core.configuration.compressionThreshold)
+    )
+  }
+
+  // MARK: Channel events
+
+  func handlerAdded(context: ChannelHandlerContext) {
+    self.context = context
+    self.bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+    if context.channel.isActive { start(context: context) }
+  }
+
+  func channelActive(context: ChannelHandlerContext) {
+    start(context: context)
+    context.fireChannelActive()
+  }
+
+  private func start(context: ChannelHandlerContext) {
+    guard !registered, let bound else { return }
+    registered = true
+    logger[metadataKey: "peer"] = "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"
+    switch registry.add(bound, id: ObjectIdentifier(context.channel), on: context.eventLoop) {
+    case .accepted:
+      let timeout = TimeAmount(core.configuration.handshakeTimeout)
+      handshakeTimer = context.eventLoop.scheduleTask(in: timeout) { [bound] in
+        bound.value.handshakeTimedOut()
+      }
+    case .full:
+      fail(
+        WireError(
+          code: .resourceExhausted,
+          message: "the server holds its maximum of \(registry.limit) connections",
+          closesConnection: true
+        )
+      )
+    case .draining:
+      send(.goAway(WireMessage.GoAway(code: .unavailable, message: "server is shutting down")), id: 0)
+      close()
+    }
+  }
+
+  func channelInactive(context: ChannelHandlerContext) {
+    phase = .closed
+    handshakeTimer?.cancel()
+    if registered { registry.remove(id: ObjectIdentifier(context.channel)) }
+    gate.close()
+    // The client is gone: nobody waits for these answers, so free the queue and the streams.
+    let abandoned = inFlight
+    inFlight.removeAll()
+    for entry in abandoned.values { Self.cancelWork(of: entry) }
+    if !abandoned.isEmpty {
+      logger.debug("connection closed with requests in flight", metadata: ["cancelled": "\(abandoned.count)"])
+    }
+    context.fireChannelInactive()
+  }
+
+  func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    guard phase != .closed else { return }
+    inReadBurst = true
+    reader.append(unwrapInboundIn(data))
+    do {
+      while phase != .closed, let next = try reader.next() {
+        switch next {
+        case .success(let frame): handle(frame)
+        case .failure(let error): refuseMalformed(error)
+        }
+      }
+    } catch {
+      fail(error)
+    }
+  }
+
+  func channelReadComplete(context: ChannelHandlerContext) {
+    inReadBurst = false
+    flush()
+    context.fireChannelReadComplete()
+  }
+
+  func read(context: ChannelHandlerContext) {
+    // Reading more requests while the client does not read its answers would only grow the
+    // outbound buffer; wait until the channel drains.
+    if context.channel.isWritable {
+      context.read()
+    } else {
+      readHeld = true
+    }
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    let writable = context.channel.isWritable
+    gate.setWritable(writable)
+    if writable && readHeld {
+      readHeld = false
+      context.read()
+    }
+    context.fireChannelWritabilityChanged()
+  }
+
+  func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    logger.debug("connection error", metadata: ["error": "\(error)"])
+    close()
+  }
+
+  // MARK: Frames
+
+  private func handle(_ frame: WireFrame) {
+    let id = frame.requestID
+    if phase == .handshake {
+      guard case .hello(let hello) = frame.message else {
+        return fail(.protocolViolation("expected HELLO first, got \(frame.message.type.name)"))
+      }
+      return handshake(hello)
+    }
+    switch frame.message {
+    case .predict(let request):
+      guard admit(id) else { return }
+      predict(request, id: id)
+    case .batchPredict(let request):
+      guard admit(id) else { return }
+      batchPredict(request, id: id)
+    case .streamOpen(let request):
+      guard admit(id) else { return }
+      openStream(request, id: id)
+    case .statsRequest:
+      guard admit(id) else { return }
+      send(.stats(json: core.statisticsJSON()), id: id)
+    case .cancel:
+      // An id not in flight may have crossed its answer on the wire: ignore it.
+      if let entry = inFlight[id] { Self.cancelWork(of: entry) }
+    case .ping(let value):
+      send(.pong(value), id: 0)
+    case .pong:
+      break
+    case .hello:
+      fail(.protocolViolation("a second HELLO"))
+    case .welcome, .result, .batchResult, .token, .streamEnd, .stats, .error, .goAway:
+      // The decoder refuses server-to-client types from a client.
+      fail(.protocolViolation("\(frame.message.type.name) is not sent by clients"))
+    }
+  }
+
+  private func handshake(_ hello: WireMessage.Hello) {
+    handshakeTimer?.cancel()
+    handshakeTimer = nil
+    guard hello.versions.contains(WireProtocol.version) else {
+      let offered = hello.versions.map(String.init).joined(separator: ", ")
+      return fail(
+        WireError(
+          code: .unsupportedVersion,
+          message:
+            "this server speaks protocol version \(WireProtocol.version); the client offered [\(offered)]",
+          closesConnection: true
+        )
+      )
+    }
+    if core.requiresToken {
+      guard let owner = core.clientID(forToken: hello.authToken) else {
+        return fail(
+          WireError(code: .unauthenticated, message: "missing or unknown auth token", closesConnection: true)
+        )
+      }
+      clientID = owner
+    } else if hello.clientID.isEmpty {
+      clientID = "addr:\(context?.channel.remoteAddress?.ipAddress ?? "unknown")"
+    } else {
+      clientID = hello.clientID
+    }
+    let configuration = core.configuration
+    let zlib = configuration.allowsCompression && hello.compressions.contains(WireProtocol.compressionZlib)
+    send(
+      .welcome(
+        WireMessage.Welcome(
+          version: WireProtocol.version,
+          compression: zlib ? WireProtocol.compressionZlib : WireProtocol.compressionIdentity,
+          maxFrameSize: UInt32(configuration.maxFrameSize),
+          maxConcurrentRequests: UInt32(configuration.maxConcurrentRequests),
+          clientID: clientID
+        )
+      ),
+      id: 0
+    )
+    if zlib {
+      writer.encoder.compressor = Zlib.Compressor()
+      reader.decoder.decompressor = Zlib.Decompressor()
+    }
+    reader.decoder.maxPayloadSize = configuration.maxFrameSize
+    phase = .open
+    logger[metadataKey: "client"] = "\(clientID)"
+    logger.debug("handshake complete", metadata: ["compression": "\(zlib ? "zlib" : "none")"])
+  }
+
+  /// Lets a request in, or answers it with the reason it may not run. The rate limit comes
+  /// after the checks that cost nothing, and before any work.
+  private func admit(_ id: UInt32) -> Bool {
+    if inFlight[id] != nil {
+      fail(.protocolViolation("request id \(id) is already in flight"))
+      return false
+    }
+    let refusal: WireMessage.ErrorInfo?
+    if phase == .draining {
+      refusal = WireMessage.ErrorInfo(code: .unavailable, message: "server is shutting down")
+    } else if inFlight.count >= core.configuration.maxConcurrentRequests {
+      refusal = WireMessage.ErrorInfo(
+        code: .resourceExhausted,
+        message: "\(inFlight.count) requests in flight, the most this connection may have"
+      )
+    } else {
+      refusal = core.checkRateLimit(clientID)
+    }
+    if let refusal { send(.error(refusal), id: id) }
+    return refusal == nil
+  }
+
+  /// A request whose frame was well formed but whose content is not (text that is not UTF-8).
+  private func refuseMalformed(_ error: WireError) {
+    guard phase != .handshake else { return fail(.protocolViolation(error.message)) }
+    let id = error.requestID ?? 0
+    if inFlight[id] != nil { return fail(.protocolViolation("request id \(id) is already in flight")) }
+    send(.error(WireMessage.ErrorInfo(code: error.code, message: error.message)), id: id)
+  }
+
+  // MARK: Work
+
+  private func predict(_ request: WireMessage.Predict, id: UInt32) {
+    guard let model = model(named: request.model, id: id), let bound, let loop = context?.eventLoop else {
+      return
+    }
+    inFlight[id] = InFlight(work: .batch(model, ticket: 0))
+    do {
+      let ticket = try model.submit(request.input, Self.deadline(request.deadlineMilliseconds)) { result in
+        loop.execute {
+          bound.value.finish(id, with: result.map { WireMessage.result($0) })
+        }
+      }
+      inFlight[id]?.work = .batch(model, ticket: ticket)
+    } catch {
+      finish(id, with: .failure(error))
+    }
+  }
+
+  private func batchPredict(_ request: WireMessage.BatchPredict, id: UInt32) {
+    guard let model = model(named: request.model, id: id), let bound, let loop = context?.eventLoop else {
+      return
+    }
+    inFlight[id] = InFlight(work: .batch(model, ticket: 0))
+    do {
+      let ticket = try model.submitBatch(request.inputs, Self.deadline(request.deadlineMilliseconds)) {
+        result in
+        loop.execute {
+          bound.value.finish(id, with: result.map { WireMessage.batchResult($0) })
+        }
+      }
+      inFlight[id]?.work = .batch(model, ticket: ticket)
+    } catch {
+      finish(id, with: .failure(error))
+    }
+  }
+
+  private func model(named name: String, id: UInt32) -> ServedModel? {
+    if let model = core.models[name] { return model }
+    let known = core.models.keys.sorted().joined(separator: ", ")
+    send(
+      .error(WireMessage.ErrorInfo(code: .unknownModel, message: "no model \"\(name)\"; served: \(known)")),
+      id: id
+    )
+    return nil
+  }
+
+  private func openStream(_ request: WireMessage.StreamOpen, id: UInt32) {
+    guard let bound, let loop = context?.eventLoop else { return }
+    var generator: TokenGenerator?
+    if !request.model.isEmpty {
+      generator = core.generators[request.model]
+    }
+    guard generator != nil || (request.model.isEmpty && core.defaultGenerator != nil) else {
+      let known = core.generators.keys.sorted().joined(separator: ", ")
+      let message = "no generator \"\(request.model)\"; served: \(known)"
+      return send(.error(WireMessage.ErrorInfo(code: .unknownModel, message: message)), id: id)
+    }
+    inFlight[id] = InFlight(work: .stream(nil))
+    let gate = self.gate
+    let session = core.streams.sinhCallback(
+      request.prompt,
+      clientID: clientID,
+      generator: generator,
+      onToken: { token in
+        try await gate.acquire()
+        loop.execute {
+          bound.value.write(token: token, id: id)
+          gate.release()
+        }
+      },
+      onDone: {
+        loop.execute { bound.value.finish(id, with: .success(.streamEnd(tokenCount: 0))) }
+      },
+      onError: { error in
+        loop.execute { bound.value.finish(id, with: .failure(error)) }
+      }
+    )
+    inFlight[id]?.work = .stream(session)
+    if request.deadlineMilliseconds > 0 {
+      inFlight[id]?.deadlineTimer = loop.scheduleTask(in: .milliseconds(Int64(request.deadlineMilliseconds)))
+      {
+        bound.value.streamDeadlinePassed(id)
+      }
+    }
+  }
+
+  private func write(token: String, id: UInt32) {
+    guard inFlight[id] != nil else { return }  // answered already (deadline, shutdown)
+    inFlight[id]!.tokensSent &+= 1
+    send(.token(token), id: id)
+  }
+
+  private func streamDeadlinePassed(_ id: UInt32) {
+    guard inFlight[id] != nil else { return }
+    inFlight[id]!.deadlinePassed = true
+    Self.cancelWork(of: inFlight[id]!)
+  }
+
+  /// Sends the terminal frame of request `id`, unless it was answered already.
+  private func finish(_ id: UInt32, with outcome: Result<WireMessage, any Error>) {
+    guard let entry = inFlight.removeValue(forKey: id) else { return }
+    entry.deadlineTimer?.cancel()
+    switch outcome {
+    case .success(.streamEnd):
+      send(.streamEnd(tokenCount: entry.tokensSent), id: id)
+    case .success(let message):
+      send(message, id: id)
+    case .failure where entry.deadlinePassed:
+      send(
+        .error(WireMessage.ErrorInfo(code: .deadlineExceeded, message: "the request's deadline passed")),
+        id: id
+      )
+    case .failure(let error):
+      send(.error(ServerCore.errorInfo(for: error)), id: id)
+    }
+    if phase == .draining && inFlight.isEmpty {
+      close()
+    }
+  }
+
+  private static func cancelWork(of entry: InFlight) {
+    entry.deadlineTimer?.cancel()
+    switch entry.work {
+    case .batch(let model, let ticket): model.cancel(ticket)
+    case .stream(let session): session?.huy()
+    }
+  }
+
+  private static func deadline(_ milliseconds: UInt32) -> Duration? {
+    milliseconds == 0 ? nil : .milliseconds(Int64(milliseconds))
+  }
+
+  // MARK: Shutdown
+
+  private func handshakeTimedOut() {
+    guard phase == .handshake else { return }
+    fail(
+      .protocolViolation("no HELLO within the handshake timeout of \(core.configuration.handshakeTimeout)")
+    )
+  }
+
+  /// Starts a graceful close: `GOAWAY`, then close once every request in flight is answered.
+  func beginDrain() {
+    switch phase {
+    case .handshake:
+      send(.goAway(WireMessage.GoAway(code: .unavailable, message: "server is shutting down")), id: 0)
+      close()
+    case .open:
+      phase = .draining
+      send(.goAway(WireMessage.GoAway(code: .unavailable, message: "server is shutting down")), id: 0)
+      if inFlight.isEmpty { close() }
+    case .draining, .closed:
+      break
+    }
+  }
+
+  /// Ends the connection now, answering every request still in flight `UNAVAILABLE`.
+  func closeNow() {
+    guard phase != .closed else { return }
+    let abandoned = inFlight
+    inFlight.removeAll()
+    for (id, entry) in abandoned.sorted(by: { $0.key < $1.key }) {
+      Self.cancelWork(of: entry)
+      let message = "server shut down before the request finished"
+      send(.error(WireMessage.ErrorInfo(code: .unavailable, message: message)), id: id)
+    }
+    close()
+  }
+
+  /// Answers a connection error on id 0 and closes.
+  private func fail(_ error: WireError) {
+    guard phase != .closed else { return }
+    logger.debug(
+      "closing connection",
+      metadata: ["status": "\(error.code.name)", "reason": "\(error.message)"]
+    )
+    send(.error(WireMessage.ErrorInfo(code: error.code, message: error.message)), id: 0)
+    close()
+  }
+
+  private func close() {
+    guard phase != .closed, let context else { return }
+    phase = .closed
+    flush()
+    context.close(promise: nil)
+  }
+
+  // MARK: Output
+
+  private func send(_ message: WireMessage, id: UInt32) {
+    do {
+      try writer.append(WireFrame(requestID: id, message: message))
+    } catch {
+      // Only a field beyond its length prefix (a 4 GiB output) fails to encode. The request
+      // still gets its one answer.
+      let info = WireMessage.ErrorInfo(
+        code: .internal,
+        message: "the answer could not be encoded: \(error.message)"
+      )
+      try? writer.append(WireFrame(requestID: id, message: .error(info)))
+    }
+    scheduleFlush()
+  }
+
+  /// Flushes at the end of the read burst, or at the end of this event-loop tick when the
+  /// answer came from elsewhere, so that answers finishing together leave together.
+  private func scheduleFlush() {
+    guard !inReadBurst, !flushScheduled, let bound, let loop = context?.eventLoop else { return }
+    flushScheduled = true
+    loop.execute { bound.value.flush() }
+  }
+
+  private func flush() {
+    flushScheduled = false
+    guard writer.hasPending, let context else { return }
+    context.writeAndFlush(wrapOutboundOut(writer.take()), promise: nil)
+  }
+}
+
+@available(*, unavailable)
+extension ServerConnectionHandler: Sendable {}

@@ -1,0 +1,85 @@
+public import NIOCore
+public import VietnameseAI
+
+/// A model the server offers under a name: a ``MayChuBatch`` plus how to turn the bytes of a
+/// request into its input and its output back into bytes.
+///
+/// ```swift
+/// let batcher = MayChuBatch(moHinh: MyModel(), kichThuocBatch: 32, timeoutBatch: .milliseconds(5))
+/// let model = ServedModel.text(name: "my-model", batcher: batcher)
+/// ```
+///
+/// The server starts every model's batcher when it starts and stops it (answering everything
+/// queued) when it stops. A class, so that a request in flight refers to its model with one
+/// reference.
+public final class ServedModel: Sendable {
+  /// The name clients ask for in `PREDICT` and `BATCH_PREDICT`.
+  public let name: String
+
+  /// An input that the model cannot take; answered with `INVALID_ARGUMENT`.
+  public struct InputError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+  }
+
+  typealias Completion<Value> = @Sendable (Result<Value, any Error>) -> Void
+
+  let submit: @Sendable (ByteBuffer, Duration?, @escaping Completion<ByteBuffer>) throws -> UInt64
+  let submitBatch: @Sendable ([ByteBuffer], Duration?, @escaping Completion<[ByteBuffer]>) throws -> UInt64
+  let cancel: @Sendable (UInt64) -> Void
+  let statistics: @Sendable () -> ThongKeBatch
+  let start: @Sendable () throws(VietnameseAIError) -> Void
+  let stop: @Sendable () async -> Void
+
+  /// Serves `batcher` with custom conversions.
+  ///
+  /// - Parameters:
+  ///   - decode: Turns a request's bytes into an input; throws ``InputError`` (or any error)
+  ///     for bytes the model cannot take.
+  ///   - encode: Turns an output into the bytes of the answer.
+  public init<DauVao, KetQua>(
+    name: String,
+    batcher: MayChuBatch<DauVao, KetQua>,
+    decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
+    encode: @escaping @Sendable (KetQua) -> ByteBuffer
+  ) {
+    self.name = name
+    self.submit = { bytes, deadline, completion in
+      let input = try decode(bytes)
+      return batcher.submit(input, deadline: deadline) { completion($0.map(encode)) }
+    }
+    self.submitBatch = { items, deadline, completion in
+      let inputs = try items.map(decode)
+      return batcher.submitBatch(inputs, deadline: deadline) { completion($0.map { $0.map(encode) }) }
+    }
+    self.cancel = { batcher.cancel(ticket: $0) }
+    self.statistics = { batcher.layThongKe() }
+    self.start = { () throws(VietnameseAIError) in try batcher.batDau() }
+    self.stop = { await batcher.dung() }
+  }
+
+  /// Serves a model of UTF-8 text in and out. Input that is not UTF-8 is refused with
+  /// `INVALID_ARGUMENT` before it reaches the queue.
+  public static func text(name: String, batcher: MayChuBatch<String, String>) -> ServedModel {
+    ServedModel(
+      name: name,
+      batcher: batcher,
+      decode: { bytes in
+        guard let text = try? bytes.getUTF8ValidatedString(at: bytes.readerIndex, length: bytes.readableBytes)
+        else { throw InputError("model \(name) takes UTF-8 text; the input is not valid UTF-8") }
+        return text
+      },
+      encode: { ByteBuffer(string: $0) }
+    )
+  }
+
+  /// Serves a model of raw bytes in and out.
+  public static func bytes(name: String, batcher: MayChuBatch<[UInt8], [UInt8]>) -> ServedModel {
+    ServedModel(
+      name: name,
+      batcher: batcher,
+      decode: { Array($0.readableBytesView) },
+      encode: { ByteBuffer(bytes: $0) }
+    )
+  }
+}

@@ -1,0 +1,105 @@
+public import NIOCore
+public import VietnameseAI
+import VietnameseAIWire
+
+extension RPCServer {
+  /// Everything that shapes a server except its models. Defaults are the design's (rate
+  /// limit, streaming) and the protocol's (frame size, compression threshold).
+  public struct Configuration: Sendable {
+    /// The address to listen on.
+    public var host = "127.0.0.1"
+    /// The port; `0` picks a free one (see ``RPCServer/listeningAddress()``).
+    public var port = 7070
+    /// The largest frame payload accepted, as sent and after decompression.
+    public var maxFrameSize = WireProtocol.defaultMaxFrameSize
+    /// Whether clients may negotiate zlib.
+    public var allowsCompression = true
+    /// The smallest payload the server compresses, once zlib is negotiated.
+    public var compressionThreshold = WireProtocol.defaultCompressionThreshold
+    /// Connections at once; one more is answered `RESOURCE_EXHAUSTED` and closed.
+    public var maxConnections = 10_000
+    /// Requests in flight on one connection; one more is answered `RESOURCE_EXHAUSTED`.
+    public var maxConcurrentRequests = 1024
+    /// How long a new connection may take to send its `HELLO`.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// How long a graceful shutdown waits for requests in flight before it answers the rest
+    /// `UNAVAILABLE` and closes.
+    public var drainTimeout: Duration = .seconds(30)
+    /// Auth tokens and the client id each one stands for. Empty: no authentication, and a
+    /// client is known by the id it claims (or by its address if it claims none).
+    public var authTokens: [String: String] = [:]
+    /// The per-client rate limit every request passes first.
+    public var rateLimit = RateLimit()
+    /// Streaming: pacing, caps and timeout of the server's ``MayChuStream``.
+    public var streaming = Streaming()
+    /// The event loops to serve on; `nil` uses NIO's shared group (one loop per core).
+    public var eventLoopGroup: (any EventLoopGroup)?
+
+    public init() {}
+
+    /// The parameters of ``BoGioiHanTocDo``, with the design's defaults.
+    public struct RateLimit: Sendable {
+      /// Requests per window (default 100).
+      public var goiY = 100
+      /// The window (default 60 s).
+      public var cuaSo: Duration = .seconds(60)
+      /// The bucket's capacity (default `goiY`).
+      public var kichThuocBurst: Int?
+      public var cheDo = BoGioiHanTocDo.CheDo.tokenBucket
+
+      public init() {}
+    }
+
+    /// The parameters of ``MayChuStream``, with the design's defaults.
+    public struct Streaming: Sendable {
+      /// The least time between two tokens of a stream (default 0.02 s).
+      public var tocDoToken: Duration = .milliseconds(20)
+      /// Streams at once over the whole server (default 100).
+      public var toiDaClient = 100
+      /// The longest a stream may run (default 60 s).
+      public var timeout: Duration = .seconds(60)
+      /// Streams at once per client id (default: no limit of its own).
+      public var toiDaMoiClient: Int?
+
+      public init() {}
+    }
+
+    /// Checks every value, so that a front end can report a bad flag before serving.
+    ///
+    /// - Throws: ``VietnameseAIError/Code/invalidArgument`` naming the first bad value.
+    public func validate() throws(VietnameseAIError) {
+      func bad(_ message: String) -> VietnameseAIError {
+        VietnameseAIError(code: .invalidArgument, message: message)
+      }
+      guard (0...65_535).contains(port) else { throw bad("port must be in 0...65535, got \(port)") }
+      guard maxFrameSize >= 1024 && maxFrameSize <= Int(UInt32.max) else {
+        throw bad("max frame size must be in 1 KiB...4 GiB, got \(maxFrameSize)")
+      }
+      guard compressionThreshold >= 0 else {
+        throw bad("compression threshold must not be negative, got \(compressionThreshold)")
+      }
+      guard maxConnections >= 1 else {
+        throw bad("max connections must be at least 1, got \(maxConnections)")
+      }
+      guard maxConcurrentRequests >= 1 && maxConcurrentRequests <= Int(UInt32.max) else {
+        throw bad("max concurrent requests must be at least 1, got \(maxConcurrentRequests)")
+      }
+      guard handshakeTimeout > .zero else { throw bad("handshake timeout must be positive") }
+      guard drainTimeout >= .zero else { throw bad("drain timeout must not be negative") }
+      for (token, clientID) in authTokens where token.isEmpty || clientID.isEmpty {
+        throw bad("auth tokens and their client ids must not be empty")
+      }
+      try BoGioiHanTocDo.validate(
+        goiY: rateLimit.goiY,
+        cuaSo: rateLimit.cuaSo,
+        kichThuocBurst: rateLimit.kichThuocBurst
+      )
+      try MayChuStream.validate(
+        tocDoToken: streaming.tocDoToken,
+        toiDaClient: streaming.toiDaClient,
+        timeout: streaming.timeout,
+        toiDaMoiClient: streaming.toiDaMoiClient
+      )
+    }
+  }
+}

@@ -1,0 +1,61 @@
+public import NIOCore
+
+/// Cuts the bytes a connection receives into frames.
+///
+/// A connection handler appends what each read brought and pulls frames one at a time, so it
+/// can change the decoder between two frames: after the handshake, the server raises the
+/// payload limit from the `HELLO` limit to its frame limit and turns decompression on, and
+/// the frames pipelined right behind the `HELLO` are already decoded under the new settings.
+///
+/// Bytes are not copied while a read holds whole frames; only a frame split across reads is
+/// gathered into one buffer, and consumed bytes are dropped as it goes.
+public struct FrameReader {
+  /// Decodes each frame; its settings may change between two calls to ``next()``.
+  public var decoder: FrameDecoder
+  private var buffered = ByteBuffer()
+
+  public init(decoder: FrameDecoder) {
+    self.decoder = decoder
+  }
+
+  /// Bytes received but not yet decoded: the start of a frame still incomplete.
+  public var bufferedBytes: Int { buffered.readableBytes }
+
+  /// Adds the bytes of one read.
+  public mutating func append(_ bytes: ByteBuffer) {
+    if buffered.readableBytes == 0 {
+      buffered = bytes
+    } else {
+      var bytes = bytes
+      buffered.writeBuffer(&bytes)
+    }
+  }
+
+  /// The next complete frame, or `nil` until more bytes arrive.
+  ///
+  /// - Throws: a connection error (``WireError/closesConnection``); the connection must close.
+  public mutating func next() throws(WireError) -> FrameDecoder.InboundOut? {
+    guard let frame = try decoder.decodeFrame(&buffered) else {
+      if buffered.readerIndex > 0 && buffered.readableBytes == 0 {
+        buffered.clear()
+      } else if buffered.readerIndex >= 64 * 1024 {
+        buffered.discardReadBytes()
+      }
+      return nil
+    }
+    return frame
+  }
+
+  /// Checks that the connection did not end inside a frame.
+  ///
+  /// - Throws: ``StatusCode/protocolError`` if bytes of an incomplete frame are left.
+  public func finish() throws(WireError) {
+    if buffered.readableBytes > 0 {
+      throw WireError(
+        code: .protocolError,
+        message: "the connection closed \(buffered.readableBytes) bytes into a frame",
+        closesConnection: true
+      )
+    }
+  }
+}
