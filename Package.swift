@@ -96,6 +96,7 @@ let package = Package(
     .executableTarget(
       name: "RPCCLI",
       dependencies: [
+        "VietnameseAI",
         "VietnameseAIClient",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -118,6 +119,7 @@ let package = Package(
     // Helpers shared by the test targets.
     .target(
       name: "TestSupport",
+      dependencies: ["VietnameseAI"],
       path: "Tests/TestSupport",
       swiftSettings: swiftSettings
     ),

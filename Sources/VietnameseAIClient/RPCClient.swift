@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -128,8 +131,12 @@ public final class RPCClient: Sendable {
   }
 
   private static func describe(_ error: any Error) -> String {
-    if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
-      return "\(first.error)"
+    var error = error
+    if let connection = error as? NIOConnectionError, let first = connection.connectionErrors.first {
+      error = first.error
+    }
+    if let error = error as? IOError {
+      return String(cString: strerror(error.errnoCode)).lowercased()
     }
     return "\(error)"
   }

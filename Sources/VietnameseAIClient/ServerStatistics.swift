@@ -17,6 +17,12 @@ public struct ServerStatistics: Sendable {
   /// Every model's batching figures, by model name.
   public var models: [String: [String: Double]]
 
+  /// Reads a statistics document, as ``RPCClient/stats()`` does, for documents obtained
+  /// another way (an embedded server's `statisticsJSON()`).
+  public static func decode(_ json: String) throws -> ServerStatistics {
+    try ServerStatistics(json: json)
+  }
+
   /// Reads the document, keeping the numbers of each group; members of other kinds, and
   /// groups it does not know, are ignored as the protocol asks.
   init(json: String) throws(RPCError) {

@@ -4,63 +4,6 @@ import Testing
 
 @testable import VietnameseAI
 
-/// Waits until `condition` holds, polling; records an issue and throws after `timeout`.
-///
-/// The bound is generous on purpose: it only matters when the code under test is broken, and
-/// a busy two-core machine must never make a correct test fail.
-func eventually(
-  _ what: String,
-  timeout: Duration = .seconds(20),
-  sourceLocation: SourceLocation = #_sourceLocation,
-  _ condition: () -> Bool
-) async throws {
-  let start = ContinuousClock.now
-  while !condition() {
-    if ContinuousClock.now - start > timeout {
-      Issue.record("timed out waiting for: \(what)", sourceLocation: sourceLocation)
-      throw TimedOut()
-    }
-    // Polling interval of a wait on real progress, not a timing assumption.
-    try await Task.sleep(for: .milliseconds(1))
-  }
-}
-
-struct TimedOut: Error {}
-
-/// A barrier that model calls wait on until the test opens it.
-final class Gate: Sendable {
-  private struct State {
-    var open = false
-    var waiters: [CheckedContinuation<Void, Never>] = []
-    var entered = 0
-  }
-  private let state = Locked(State())
-
-  /// How many callers reached `wait()` so far.
-  var entered: Int { state.withLock { $0.entered } }
-
-  func wait() async {
-    await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-      let resumeNow = state.withLock { state -> Bool in
-        state.entered += 1
-        if state.open { return true }
-        state.waiters.append(c)
-        return false
-      }
-      if resumeNow { c.resume() }
-    }
-  }
-
-  func open() {
-    let waiters = state.withLock { state in
-      state.open = true
-      defer { state.waiters.removeAll() }
-      return state.waiters
-    }
-    for w in waiters { w.resume() }
-  }
-}
-
 /// A thread-safe log of values, for recording what a model or generator saw.
 final class Recorder<Value: Sendable>: Sendable {
   private let values = Locked<[Value]>([])

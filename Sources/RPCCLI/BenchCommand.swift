@@ -1,0 +1,208 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import Synchronization
+import VietnameseAIClient
+
+/// `rpc-cli bench`: a load generator. Opens connections, keeps a number of calls in flight on
+/// each, shows a live progress line, and reports throughput and HdrHistogram latency
+/// percentiles.
+struct BenchCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench",
+    abstract: "Load the server and report throughput and latency percentiles."
+  )
+
+  enum Mode: String, ExpressibleByArgument, CaseIterable {
+    case predict
+    case batch
+    case stream
+  }
+
+  @OptionGroup var connection: ConnectionOptions
+
+  @Option(help: "What each call does: predict, batch or stream.")
+  var mode = Mode.predict
+
+  @Option(help: "The model or generator (default: echo; syllables for streams).")
+  var model: String?
+
+  @Option(help: "Connections to open.")
+  var connections = 1
+
+  @Option(help: "Calls in flight on each connection.")
+  var concurrency = 1
+
+  @Option(help: "Seconds to run (ignored with --count).")
+  var duration = 10.0
+
+  @Option(help: "Total calls to make, instead of running for --duration.")
+  var count: Int?
+
+  @Option(help: "Bytes of each input.")
+  var payloadSize = 64
+
+  @Option(help: "Inputs per batch call (--mode batch).")
+  var batchSize = 8
+
+  @Option(help: "Tokens per stream (--mode stream).")
+  var tokens = 100
+
+  @Flag(help: "Print the final report as JSON.")
+  var json = false
+
+  @Flag(help: "No live progress line.")
+  var quiet = false
+
+  func validate() throws {
+    guard connections >= 1, concurrency >= 1 else { throw ValidationError("--connections and --concurrency must be at least 1") }
+    guard duration > 0 || count != nil else { throw ValidationError("--duration must be positive") }
+    if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    guard payloadSize >= 0, batchSize >= 1, tokens >= 1 else {
+      throw ValidationError("--payload-size must be 0 or more, --batch-size and --tokens at least 1")
+    }
+  }
+
+  /// Counts shared by the workers and the progress line.
+  final class Counters: Sendable {
+    let issued = Atomic<Int>(0)
+    let done = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+  }
+
+  /// What one worker saw.
+  struct Tally: Sendable {
+    var latencies = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+    var ok = 0
+    var tokens = 0
+    var errors: [String: Int] = [:]
+    var lastError: String?
+
+    mutating func merge(_ other: Tally) {
+      latencies.add(other.latencies)
+      ok += other.ok
+      tokens += other.tokens
+      errors.merge(other.errors, uniquingKeysWith: +)
+      lastError = other.lastError ?? lastError
+    }
+  }
+
+  func run() async throws {
+    var clients: [RPCClient] = []
+    do {
+      for _ in 0..<connections { clients.append(try await connection.connect()) }
+    } catch let error as RPCError {
+      for client in clients { await client.close() }
+      throw ConnectionOptions.exit(for: error)
+    }
+    let model = self.model ?? (mode == .stream ? "syllables" : "echo")
+    let payload = [UInt8](repeating: UInt8(ascii: "a"), count: payloadSize)
+    let prompt = String(repeating: "tok ", count: tokens)
+    let batch = Array(repeating: payload, count: batchSize)
+    let deadline = connection.deadline
+    let mode = self.mode
+    let limit = count
+    let clock = ContinuousClock()
+    let start = clock.now
+    let end = start.advanced(by: .nanoseconds(Int64(duration * 1e9)))
+    let counters = Counters()
+
+    let progress = quiet ? nil : Task {
+      while !Task.isCancelled {
+        try? await Task.sleep(for: .seconds(1))
+        let elapsed = (clock.now - start).seconds
+        let ok = counters.done.load(ordering: .relaxed)
+        let line = String(
+          format: "\r%6.1f s  %10d ok  %8d errors  %10.0f calls/s",
+          elapsed, ok, counters.failed.load(ordering: .relaxed), Double(ok) / max(elapsed, 1e-9)
+        )
+        FileHandle.standardError.write(Data(line.utf8))
+      }
+    }
+
+    let tally = await withTaskGroup(of: Tally.self) { group in
+      for client in clients {
+        for _ in 0..<concurrency {
+          group.addTask {
+            var tally = Tally()
+            while true {
+              if let limit {
+                if counters.issued.add(1, ordering: .relaxed).newValue > limit { break }
+              } else if clock.now >= end {
+                break
+              }
+              let began = clock.now
+              do {
+                switch mode {
+                case .predict:
+                  _ = try await client.predict(model: model, input: payload, deadline: deadline)
+                case .batch:
+                  _ = try await client.predictBatch(model: model, inputs: batch, deadline: deadline)
+                case .stream:
+                  for try await _ in client.stream(prompt: prompt, model: model, deadline: deadline) {
+                    tally.tokens += 1
+                  }
+                }
+                let micros = (clock.now - began).components
+                _ = tally.latencies.record(UInt64(micros.seconds * 1_000_000 + micros.attoseconds / 1_000_000_000_000))
+                tally.ok += 1
+                counters.done.add(1, ordering: .relaxed)
+              } catch {
+                let code = (error as? RPCError)?.code.name ?? "UNKNOWN"
+                tally.errors[code, default: 0] += 1
+                tally.lastError = "\(error)"
+                counters.failed.add(1, ordering: .relaxed)
+                // A closed connection fails every later call at once: stop this worker.
+                if (error as? RPCError)?.code == .unavailable { break }
+              }
+            }
+            return tally
+          }
+        }
+      }
+      var total = Tally()
+      for await part in group { total.merge(part) }
+      return total
+    }
+    let elapsed = (clock.now - start).seconds
+    progress?.cancel()
+    if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+    for client in clients { await client.close() }
+    report(tally, elapsed: elapsed, model: model)
+    if tally.ok == 0 { throw ExitCode(1) }
+  }
+
+  private func report(_ tally: Tally, elapsed: Double, model: String) {
+    let percentiles: [(String, Double)] = [("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9)]
+    func micros(_ percentile: Double) -> UInt64 {
+      tally.latencies.totalCount == 0 ? 0 : tally.latencies.valueAtPercentile(percentile)
+    }
+    let throughput = Double(tally.ok) / elapsed
+    if json {
+      var document: [String: Any] = [
+        "mode": mode.rawValue, "model": model, "connections": connections, "concurrency": concurrency,
+        "payload_size": payloadSize, "compress": connection.compress, "seconds": elapsed,
+        "ok": tally.ok, "errors": tally.errors, "calls_per_second": throughput,
+        "latency_us": Dictionary(uniqueKeysWithValues: percentiles.map { ($0.0, micros($0.1)) } + [("max", tally.latencies.max)]),
+      ]
+      if mode == .stream { document["tokens_per_second"] = Double(tally.tokens) / elapsed }
+      let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data()
+      print(String(decoding: data, as: UTF8.self))
+      return
+    }
+    print("\(mode.rawValue) on \(model): \(connections) connection(s) x \(concurrency) in flight, \(payloadSize) B inputs\(connection.compress ? ", zlib offered" : "")")
+    print(String(format: "  %d ok, %d errors in %.2f s: %.0f calls/s", tally.ok, tally.errors.values.reduce(0, +), elapsed, throughput))
+    if mode == .stream {
+      print(String(format: "  %d tokens: %.0f tokens/s", tally.tokens, Double(tally.tokens) / elapsed))
+    }
+    let line = percentiles.map { "\($0.0) \(micros($0.1))" }.joined(separator: "  ")
+    print("  latency (µs): \(line)  max \(tally.latencies.max)")
+    for (code, number) in tally.errors.sorted(by: { $0.key < $1.key }) {
+      print("  error \(code): \(number)")
+    }
+    if let lastError = tally.lastError { print("  last error: \(lastError)") }
+    if tally.errors["RATE_LIMITED"] != nil {
+      print("  hint: the server's rate limit refused calls; start it with a higher --rate-limit")
+    }
+  }
+}

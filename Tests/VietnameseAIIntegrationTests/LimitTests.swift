@@ -1,0 +1,150 @@
+import Foundation
+import TestSupport
+import Testing
+import VietnameseAI
+import VietnameseAIClient
+import VietnameseAIServer
+
+@Suite("Limits a live server enforces")
+struct LimitTests {
+  @Test("the rate limit refuses with the real retry-after, then lets the client through again")
+  func rateLimitHitAndRecovered() async throws {
+    let configuration = TestServer.configuration {
+      $0.rateLimit.goiY = 2
+      $0.rateLimit.cuaSo = .milliseconds(400)
+    }
+    try await TestServer.with(configuration: configuration) { server in
+      let client = try await server.connect(clientID: "greedy")
+      _ = try await client.predict(model: "echo", input: "1")
+      _ = try await client.predict(model: "echo", input: "2")
+      let refusal = try #require(await expectRPCError(.rateLimited) { try await client.predict(model: "echo", input: "3") })
+      let retryAfter = try #require(refusal.retryAfter)
+      #expect(retryAfter > .zero && retryAfter <= .milliseconds(400), "\(retryAfter)")
+
+      // Another client id has its own allowance.
+      let other = try await server.connect(clientID: "patient")
+      #expect(try await other.predict(model: "echo", input: "x") == "x")
+
+      try await Task.sleep(for: retryAfter + .milliseconds(20))
+      #expect(try await client.predict(model: "echo", input: "4") == "4")
+      let stats = try await other.stats()
+      #expect(stats.rateLimit["rejected"] == 1)
+      await client.close()
+      await other.close()
+    }
+  }
+
+  @Test("a full queue refuses with QUEUE_FULL and the queued requests still complete")
+  func queueFull() async throws {
+    let gate = Gate()
+    try await TestServer.with(models: [gatedModel(gate: gate, toiDaCho: 2)]) { server in
+      let client = try await server.connect()
+      // One request in the model, two in the queue: the queue is full.
+      let held = (0..<3).map { index in
+        Task { try await client.predict(model: "gated", input: "r\(index)") }
+      }
+      try await eventually("one batch running and two waiting") {
+        gate.entered == 1 && (try? server.statistics().batch["queue_size"]) == 2
+      }
+      await expectRPCError(.queueFull) { try await client.predict(model: "gated", input: "one too many") }
+      gate.open()
+      for (index, task) in held.enumerated() {
+        #expect(try await task.value == "r\(index)")
+      }
+      await client.close()
+    }
+  }
+
+  @Test("a deadline that passes while the model runs is answered DEADLINE_EXCEEDED at the deadline")
+  func deadlineExceeded() async throws {
+    let gate = Gate()
+    try await TestServer.with(models: [gatedModel(gate: gate)]) { server in
+      let client = try await server.connect()
+      let clock = ContinuousClock()
+      let start = clock.now
+      await expectRPCError(.deadlineExceeded) {
+        try await client.predict(model: "gated", input: "slow", deadline: .milliseconds(100))
+      }
+      #expect(clock.now - start >= .milliseconds(100))
+      // Queued behind the stuck batch, this one expires in the queue and never runs.
+      await expectRPCError(.deadlineExceeded) {
+        try await client.predict(model: "gated", input: "queued", deadline: .milliseconds(50))
+      }
+      await expectRPCError(.deadlineExceeded) {
+        for try await _ in client.stream(prompt: String(repeating: "a ", count: 1_000_000), model: "syllables", deadline: .milliseconds(50)) {
+          try await Task.sleep(for: .milliseconds(1))
+        }
+      }
+      gate.open()
+      #expect(try await client.predict(model: "gated", input: "fast", deadline: .seconds(30)) == "fast")
+      let stats = try server.statistics()
+      #expect(stats.batch["deadline_exceeded"] == 2)
+      await client.close()
+    }
+  }
+
+  @Test("streams beyond the server's cap are refused TOO_MANY_STREAMS")
+  func tooManyStreams() async throws {
+    let configuration = TestServer.configuration { $0.streaming.toiDaClient = 1 }
+    let gate = Gate()
+    let slow = ServedGenerator(
+      name: "slow",
+      generator: TokenGenerator { (_: String) async in
+        AsyncStream<String> { continuation in
+          Task {
+            continuation.yield("một ")
+            await gate.wait()
+            continuation.finish()
+          }
+        }
+      }
+    )
+    try await TestServer.with(configuration: configuration, generators: [slow]) { server in
+      let client = try await server.connect()
+      var first = client.stream(prompt: "x").makeAsyncIterator()
+      #expect(try await first.next() == "một ")
+      await expectRPCError(.tooManyStreams) {
+        for try await _ in client.stream(prompt: "y") {}
+      }
+      gate.open()
+      #expect(try await first.next() == nil)
+      await client.close()
+    }
+  }
+
+  @Test("with auth tokens, a bad token is refused and the token decides the client id")
+  func authTokens() async throws {
+    let configuration = TestServer.configuration {
+      $0.authTokens = ["s3cret-token": "team-a"]
+      $0.rateLimit.goiY = 1
+    }
+    try await TestServer.with(configuration: configuration) { server in
+      await expectRPCError(.unauthenticated) { try await server.connect(authToken: "wrong") }
+      await expectRPCError(.unauthenticated) { try await server.connect(authToken: "") }
+      let client = try await server.connect(clientID: "pretending-to-be-b", authToken: "s3cret-token")
+      #expect(client.clientID == "team-a")
+      _ = try await client.predict(model: "echo", input: "x")
+      // A second connection claiming another id still spends team-a's allowance.
+      let again = try await server.connect(clientID: "someone-else", authToken: "s3cret-token")
+      await expectRPCError(.rateLimited) { try await again.predict(model: "echo", input: "y") }
+      await client.close()
+      await again.close()
+    }
+  }
+
+  @Test("requests beyond the connection's in-flight limit are refused RESOURCE_EXHAUSTED")
+  func inFlightLimit() async throws {
+    let gate = Gate()
+    let configuration = TestServer.configuration { $0.maxConcurrentRequests = 2 }
+    try await TestServer.with(configuration: configuration, models: [gatedModel(gate: gate)]) { server in
+      let client = try await server.connect()
+      #expect(client.maxConcurrentRequests == 2)
+      let held = (0..<2).map { _ in Task { try await client.predict(model: "gated", input: "x") } }
+      try await eventually("two requests in flight") { gate.entered == 1 }
+      await expectRPCError(.resourceExhausted) { try await client.predict(model: "gated", input: "z") }
+      gate.open()
+      for task in held { #expect(try await task.value == "x") }
+      await client.close()
+    }
+  }
+}

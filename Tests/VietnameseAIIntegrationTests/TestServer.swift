@@ -1,0 +1,126 @@
+import Logging
+import ServiceLifecycle
+import TestSupport
+import Testing
+import VietnameseAI
+import VietnameseAIClient
+import VietnameseAIServer
+
+/// A server on 127.0.0.1, port 0, inside the test process, run by a `ServiceGroup` as in
+/// production.
+struct TestServer {
+  let server: RPCServer
+  let port: Int
+  let services: ServiceGroup
+
+  func connect(clientID: String = "test", authToken: String = "", compression: Bool = false) async throws
+    -> RPCClient
+  {
+    try await RPCClient.connect(
+      host: "127.0.0.1",
+      port: port,
+      clientID: clientID,
+      authToken: authToken,
+      compression: compression
+    )
+  }
+
+  /// The server's statistics, read without a connection.
+  func statistics() throws -> ServerStatistics {
+    try ServerStatistics.decode(server.statisticsJSON())
+  }
+
+  static let quietLogger = Logger(label: "test-server", factory: { _ in SwiftLogNoOpLogHandler() })
+
+  /// The default test configuration: a free port, no pacing, a rate limit out of the way.
+  static func configuration(_ adjust: (inout RPCServer.Configuration) -> Void = { _ in }) -> RPCServer.Configuration {
+    var configuration = RPCServer.Configuration()
+    configuration.port = 0
+    configuration.rateLimit.goiY = 1_000_000
+    configuration.streaming.tocDoToken = .zero
+    configuration.drainTimeout = .seconds(60)
+    adjust(&configuration)
+    return configuration
+  }
+
+  static var builtinModels: [ServedModel] {
+    var batching = BuiltinModels.Batching()
+    batching.timeoutBatch = .milliseconds(2)
+    return [
+      BuiltinModels.echo(batching: batching),
+      BuiltinModels.simulatedAccelerator(perBatch: .milliseconds(1), perItem: .microseconds(10), batching: batching),
+    ]
+  }
+
+  /// Runs `body` against a fresh server, then shuts the server down gracefully and waits for
+  /// `run()` to return.
+  static func with(
+    configuration: RPCServer.Configuration = TestServer.configuration(),
+    models: [ServedModel] = TestServer.builtinModels,
+    generators: [ServedGenerator] = [BuiltinModels.essay, BuiltinModels.syllables],
+    _ body: (TestServer) async throws -> Void
+  ) async throws {
+    let server = RPCServer(
+      configuration: configuration,
+      models: models,
+      generators: generators,
+      logger: quietLogger
+    )
+    let services = ServiceGroup(services: [server], logger: quietLogger)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await services.run() }
+      let address = try await server.listeningAddress()
+      let test = TestServer(server: server, port: address.port, services: services)
+      do {
+        try await body(test)
+      } catch {
+        await services.triggerGracefulShutdown()
+        try? await group.waitForAll()
+        throw error
+      }
+      await services.triggerGracefulShutdown()
+      try await group.waitForAll()
+    }
+  }
+}
+
+/// Expects `body` to throw an ``RPCError`` with `code`, and returns it.
+@discardableResult
+func expectRPCError<T>(
+  _ code: RPCError.Code,
+  sourceLocation: SourceLocation = #_sourceLocation,
+  _ body: () async throws -> T
+) async -> RPCError? {
+  do {
+    _ = try await body()
+    Issue.record("expected \(code), got a result", sourceLocation: sourceLocation)
+  } catch let error as RPCError {
+    #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    return error
+  } catch {
+    Issue.record("expected RPCError \(code), got \(error)", sourceLocation: sourceLocation)
+  }
+  return nil
+}
+
+/// A model whose batches wait at a gate, to hold requests in the queue or in computation.
+func gatedModel(
+  name: String = "gated",
+  gate: Gate,
+  kichThuocBatch: Int = 1,
+  toiDaCho: Int = 1000
+) -> ServedModel {
+  .text(
+    name: name,
+    batcher: MayChuBatch(
+      hamDuDoan: { inputs in
+        await gate.wait()
+        return inputs
+      },
+      kichThuocBatch: kichThuocBatch,
+      timeoutBatch: .zero,
+      soWorker: 1,
+      toiDaCho: toiDaCho
+    )
+  )
+}
