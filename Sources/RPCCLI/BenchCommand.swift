@@ -55,7 +55,9 @@ struct BenchCommand: AsyncParsableCommand {
   var quiet = false
 
   func validate() throws {
-    guard connections >= 1, concurrency >= 1 else { throw ValidationError("--connections and --concurrency must be at least 1") }
+    guard connections >= 1, concurrency >= 1 else {
+      throw ValidationError("--connections and --concurrency must be at least 1")
+    }
     guard duration > 0 || count != nil else { throw ValidationError("--duration must be positive") }
     if let count, count < 1 { throw ValidationError("--count must be at least 1") }
     guard payloadSize >= 0, batchSize >= 1, tokens >= 1 else {
@@ -72,7 +74,10 @@ struct BenchCommand: AsyncParsableCommand {
 
   /// What one worker saw.
   struct Tally: Sendable {
-    var latencies = Histogram<UInt64>(highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+    var latencies = Histogram<UInt64>(
+      highestTrackableValue: 3_600_000_000,
+      numberOfSignificantValueDigits: .three
+    )
     var ok = 0
     var tokens = 0
     var errors: [String: Int] = [:]
@@ -107,18 +112,24 @@ struct BenchCommand: AsyncParsableCommand {
     let end = start.advanced(by: .nanoseconds(Int64(duration * 1e9)))
     let counters = Counters()
 
-    let progress = quiet ? nil : Task {
-      while !Task.isCancelled {
-        try? await Task.sleep(for: .seconds(1))
-        let elapsed = (clock.now - start).seconds
-        let ok = counters.done.load(ordering: .relaxed)
-        let line = String(
-          format: "\r%6.1f s  %10d ok  %8d errors  %10.0f calls/s",
-          elapsed, ok, counters.failed.load(ordering: .relaxed), Double(ok) / max(elapsed, 1e-9)
-        )
-        FileHandle.standardError.write(Data(line.utf8))
+    let progress =
+      quiet
+      ? nil
+      : Task {
+        while !Task.isCancelled {
+          try? await Task.sleep(for: .seconds(1))
+          let elapsed = (clock.now - start).seconds
+          let ok = counters.done.load(ordering: .relaxed)
+          let line = String(
+            format: "\r%6.1f s  %10d ok  %8d errors  %10.0f calls/s",
+            elapsed,
+            ok,
+            counters.failed.load(ordering: .relaxed),
+            Double(ok) / max(elapsed, 1e-9)
+          )
+          FileHandle.standardError.write(Data(line.utf8))
+        }
       }
-    }
 
     let tally = await withTaskGroup(of: Tally.self) { group in
       for client in clients {
@@ -144,7 +155,9 @@ struct BenchCommand: AsyncParsableCommand {
                   }
                 }
                 let micros = (clock.now - began).components
-                _ = tally.latencies.record(UInt64(micros.seconds * 1_000_000 + micros.attoseconds / 1_000_000_000_000))
+                _ = tally.latencies.record(
+                  UInt64(micros.seconds * 1_000_000 + micros.attoseconds / 1_000_000_000_000)
+                )
                 tally.ok += 1
                 counters.done.add(1, ordering: .relaxed)
               } catch {
@@ -183,15 +196,27 @@ struct BenchCommand: AsyncParsableCommand {
         "mode": mode.rawValue, "model": model, "connections": connections, "concurrency": concurrency,
         "payload_size": payloadSize, "compress": connection.compress, "seconds": elapsed,
         "ok": tally.ok, "errors": tally.errors, "calls_per_second": throughput,
-        "latency_us": Dictionary(uniqueKeysWithValues: percentiles.map { ($0.0, micros($0.1)) } + [("max", tally.latencies.max)]),
+        "latency_us": Dictionary(
+          uniqueKeysWithValues: percentiles.map { ($0.0, micros($0.1)) } + [("max", tally.latencies.max)]
+        ),
       ]
       if mode == .stream { document["tokens_per_second"] = Double(tally.tokens) / elapsed }
       let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data()
       print(String(decoding: data, as: UTF8.self))
       return
     }
-    print("\(mode.rawValue) on \(model): \(connections) connection(s) x \(concurrency) in flight, \(payloadSize) B inputs\(connection.compress ? ", zlib offered" : "")")
-    print(String(format: "  %d ok, %d errors in %.2f s: %.0f calls/s", tally.ok, tally.errors.values.reduce(0, +), elapsed, throughput))
+    print(
+      "\(mode.rawValue) on \(model): \(connections) connection(s) x \(concurrency) in flight, \(payloadSize) B inputs\(connection.compress ? ", zlib offered" : "")"
+    )
+    print(
+      String(
+        format: "  %d ok, %d errors in %.2f s: %.0f calls/s",
+        tally.ok,
+        tally.errors.values.reduce(0, +),
+        elapsed,
+        throughput
+      )
+    )
     if mode == .stream {
       print(String(format: "  %d tokens: %.0f tokens/s", tally.tokens, Double(tally.tokens) / elapsed))
     }

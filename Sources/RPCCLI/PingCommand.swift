@@ -1,10 +1,13 @@
 import ArgumentParser
-import VietnameseAIClient
 import Foundation
+import VietnameseAIClient
 
 /// `rpc-cli ping`: round trips to the server.
 struct PingCommand: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "ping", abstract: "Measure round trips to the server.")
+  static let configuration = CommandConfiguration(
+    commandName: "ping",
+    abstract: "Measure round trips to the server."
+  )
 
   @OptionGroup var connection: ConnectionOptions
 
@@ -15,7 +18,9 @@ struct PingCommand: AsyncParsableCommand {
     try await connection.withClient { client in
       for _ in 0..<max(count, 1) {
         let rtt = try await client.ping()
-        print(String(format: "pong from %@:%d in %.3f ms", connection.host, connection.port, rtt.seconds * 1000))
+        print(
+          String(format: "pong from %@:%d in %.3f ms", connection.host, connection.port, rtt.seconds * 1000)
+        )
       }
     }
   }

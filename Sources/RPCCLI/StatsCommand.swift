@@ -4,7 +4,10 @@ import VietnameseAIClient
 
 /// `rpc-cli stats`: the server's statistics as a table, or `--json` as sent.
 struct StatsCommand: AsyncParsableCommand {
-  static let configuration = CommandConfiguration(commandName: "stats", abstract: "Show the server's statistics.")
+  static let configuration = CommandConfiguration(
+    commandName: "stats",
+    abstract: "Show the server's statistics."
+  )
 
   @OptionGroup var connection: ConnectionOptions
 

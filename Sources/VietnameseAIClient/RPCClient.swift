@@ -1,10 +1,11 @@
-#if canImport(Glibc)
-  import Glibc
-#endif
 import NIOCore
 import NIOPosix
 import Synchronization
 import VietnameseAIWire
+
+#if canImport(Glibc)
+  import Glibc
+#endif
 
 /// A connection to an `rpc-server`, shared by any number of tasks.
 ///

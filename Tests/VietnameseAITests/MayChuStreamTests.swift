@@ -1,6 +1,6 @@
-import TestSupport
 import Clocks
 import Synchronization
+import TestSupport
 import Testing
 
 @testable import VietnameseAI

@@ -82,6 +82,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         writer.encoder.compressionThreshold = compressionThreshold
         reader.decoder.decompressor = Zlib.Decompressor()
       }
+      writer.maxPayloadSize = Int(welcome.maxFrameSize)
       calls.setLimit(Int(welcome.maxConcurrentRequests))
       self.welcome?.succeed(welcome)
       self.welcome = nil

@@ -62,8 +62,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     self.registry = registry
     self.logger = logger
     self.reader = FrameReader(decoder: FrameDecoder(role: .server, maxPayloadSize: WireProtocol.maxHelloSize))
+    // Clients do not advertise a limit; answers stay within the server's own, which is the
+    // protocol's default unless configured otherwise.
     self.writer = FrameWriter(
-      encoder: FrameEncoder(compressionThreshold: core.configuration.compressionThreshold)
+      encoder: FrameEncoder(compressionThreshold: core.configuration.compressionThreshold),
+      maxPayloadSize: core.configuration.maxFrameSize
     )
   }
 
@@ -478,8 +481,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     do {
       try writer.append(WireFrame(requestID: id, message: message))
     } catch {
-      // Only a field beyond its length prefix (a 4 GiB output) fails to encode. The request
-      // still gets its one answer.
+      // An answer beyond the frame limit (or a field beyond its length prefix) cannot be
+      // sent. The request still gets its one answer.
       let info = WireMessage.ErrorInfo(
         code: .internal,
         message: "the answer could not be encoded: \(error.message)"

@@ -8,10 +8,15 @@ public import NIOCore
 public struct FrameWriter {
   /// Encodes each frame; set its compressor once compression is negotiated.
   public var encoder: FrameEncoder
+  /// The largest payload (as sent) the peer accepts; a larger frame is refused here, for its
+  /// request alone, instead of costing the whole connection at the peer.
+  public var maxPayloadSize: Int?
   private var pending: ByteBuffer
 
-  public init(encoder: FrameEncoder = FrameEncoder()) {
+  public init(encoder: FrameEncoder = FrameEncoder(), maxPayloadSize: Int? = WireProtocol.defaultMaxFrameSize)
+  {
     self.encoder = encoder
+    self.maxPayloadSize = maxPayloadSize
     self.pending = ByteBuffer()
   }
 
@@ -23,10 +28,23 @@ public struct FrameWriter {
 
   /// Appends one frame.
   ///
-  /// - Throws: ``StatusCode/invalidArgument`` if a field does not fit its length prefix;
-  ///   nothing is appended then.
+  /// - Throws: ``StatusCode/invalidArgument`` if a field does not fit its length prefix,
+  ///   ``StatusCode/frameTooLarge`` if the frame exceeds ``maxPayloadSize``; nothing is
+  ///   appended then.
   public mutating func append(_ frame: WireFrame) throws(WireError) {
+    let start = pending.writerIndex
     try encoder.encode(frame, into: &pending)
+    let payloadSize = pending.writerIndex - start - FrameHeader.size
+    if let maxPayloadSize, payloadSize > maxPayloadSize {
+      pending.moveWriterIndex(to: start)
+      throw WireError(
+        code: .frameTooLarge,
+        message:
+          "a \(frame.message.type.name) of \(payloadSize) bytes exceeds the peer's limit of \(maxPayloadSize)",
+        requestID: frame.requestID,
+        closesConnection: false
+      )
+    }
   }
 
   /// Hands over everything appended so far and starts a new buffer.

@@ -1,0 +1,111 @@
+import Foundation
+import Testing
+
+/// Runs the built `rpc-server` and `rpc-cli` as separate processes, as a user would.
+@Suite("The rpc-server and rpc-cli executables")
+struct ExecutableTests {
+  /// The directory holding the built products: the test binary's own.
+  static let productsDirectory: URL = {
+    let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    var directory = executable.deletingLastPathComponent()
+    // On macOS the tests live inside an .xctest bundle.
+    while directory.pathExtension == "xctest" || directory.lastPathComponent == "MacOS"
+      || directory.lastPathComponent == "Contents"
+    {
+      directory.deleteLastPathComponent()
+    }
+    return directory
+  }()
+
+  static func product(_ name: String) throws -> URL {
+    let url = productsDirectory.appendingPathComponent(name)
+    guard FileManager.default.isExecutableFile(atPath: url.path) else {
+      throw ProductMissing(path: url.path)
+    }
+    return url
+  }
+
+  struct ProductMissing: Error, CustomStringConvertible {
+    var path: String
+    var description: String { "\(path) is not built; run the tests with `swift test`, which builds it" }
+  }
+
+  /// Runs `rpc-cli` to completion and returns its exit code and output.
+  static func cli(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    let process = Process()
+    process.executableURL = try product("rpc-cli")
+    process.arguments = arguments
+    let output = Pipe()
+    let error = Pipe()
+    process.standardOutput = output
+    process.standardError = error
+    try process.run()
+    let out = output.fileHandleForReading.readDataToEndOfFile()
+    let err = error.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (
+      process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self)
+    )
+  }
+
+  @Test(
+    "rpc-server prints its port, rpc-cli predicts, streams and reports errors with exit codes, SIGTERM exits 0"
+  )
+  func serverAndCLI() async throws {
+    let server = Process()
+    server.executableURL = try Self.product("rpc-server")
+    server.arguments = [
+      "--port", "0", "--token-interval", "0", "--batch-timeout", "0.001", "--rate-limit", "5",
+    ]
+    let output = Pipe()
+    server.standardOutput = output
+    server.standardError = FileHandle.nullDevice
+    try server.run()
+    defer { if server.isRunning { server.terminate() } }
+
+    // The first line is `listening on HOST:PORT`.
+    var line = Data()
+    while !line.contains(UInt8(ascii: "\n")) {
+      let chunk = output.fileHandleForReading.availableData
+      if chunk.isEmpty { break }
+      line.append(chunk)
+    }
+    let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    #expect(text.hasPrefix("listening on 127.0.0.1:"), "\(text)")
+    let port = try #require(text.split(separator: ":").last.flatMap { Int($0) })
+
+    let predict = try Self.cli(["predict", "--port", "\(port)", "--model", "sim", "xin chào"])
+    #expect(predict.status == 0, "\(predict.error)")
+    #expect(predict.output == "XIN CHÀO\n")
+
+    let stream = try Self.cli(["stream", "--port", "\(port)", "--sse", "--model", "syllables", "một hai"])
+    #expect(stream.status == 0, "\(stream.error)")
+    #expect(stream.output == "data: {\"token\": \"một \"}\n\ndata: {\"token\": \"hai\"}\n\ndata: [DONE]\n\n")
+
+    let stats = try Self.cli(["stats", "--port", "\(port)", "--json"])
+    #expect(stats.status == 0)
+    #expect(stats.output.contains("\"ty_le_tu_choi\""))
+
+    // The rate limit of 5 is spent by now (predict, stream, stats, and these).
+    var limited: (status: Int32, output: String, error: String)?
+    for _ in 0..<5 {
+      let attempt = try Self.cli(["predict", "--port", "\(port)", "x"])
+      if attempt.status != 0 {
+        limited = attempt
+        break
+      }
+    }
+    #expect(limited?.status == 75, "\(String(describing: limited))")
+    #expect(limited?.error.contains("RATE_LIMITED") == true)
+    #expect(limited?.error.contains("retry after") == true)
+
+    server.terminate()  // SIGTERM
+    server.waitUntilExit()
+    #expect(server.terminationReason == .exit)
+    #expect(server.terminationStatus == 0)
+
+    let refused = try Self.cli(["ping", "--port", "\(port)"])
+    #expect(refused.status == 69)
+    #expect(refused.error.contains("could not connect"), "\(refused.error)")
+  }
+}
