@@ -40,7 +40,7 @@ public final class RPCClient: Sendable {
 
   /// How long after a call's deadline the client stops waiting for the server's own
   /// `DEADLINE_EXCEEDED`.
-  static let deadlineGrace: Duration = .milliseconds(500)
+  static let deadlineGrace: Duration = .seconds(1)
 
   private init(
     channel: any Channel,

@@ -64,7 +64,7 @@ struct LifecycleTests {
       }
       let stream = Task {
         for try await _ in leaving.stream(
-          prompt: String(repeating: "a ", count: 1_000_000),
+          prompt: String(repeating: "a ", count: 100_000),
           model: "syllables"
         ) {}
       }

@@ -79,7 +79,7 @@ struct LimitTests {
       }
       await expectRPCError(.deadlineExceeded) {
         for try await _ in client.stream(
-          prompt: String(repeating: "a ", count: 1_000_000),
+          prompt: String(repeating: "a ", count: 100_000),
           model: "syllables",
           deadline: .milliseconds(50)
         ) {
@@ -88,8 +88,11 @@ struct LimitTests {
       }
       gate.open()
       #expect(try await client.predict(model: "gated", input: "fast", deadline: .seconds(30)) == "fast")
+      // Each expired request was withdrawn on the server: by the server's own deadline, or, on
+      // a machine so loaded that the server's timer ran late, by the CANCEL the client sends
+      // when it stops waiting.
       let stats = try server.statistics()
-      #expect(stats.batch["deadline_exceeded"] == 2)
+      #expect(stats.batch["deadline_exceeded"]! + stats.batch["cancelled"]! == 2, "\(stats.batch)")
       await client.close()
     }
   }
