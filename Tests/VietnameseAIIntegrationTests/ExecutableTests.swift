@@ -30,8 +30,21 @@ struct ExecutableTests {
     var description: String { "\(path) is not built; run the tests with `swift test`, which builds it" }
   }
 
+  /// Runs blocking work (reading pipes, waiting for processes) on a thread of its own, so that
+  /// it never holds one of the few threads Swift's concurrency pool has, which the servers
+  /// of the tests running alongside need.
+  static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+      Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+  }
+
   /// Runs `rpc-cli` to completion and returns its exit code and output.
-  static func cli(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+  static func cli(_ arguments: [String]) async throws -> (status: Int32, output: String, error: String) {
+    try await offPool { try runCLI(arguments) }
+  }
+
+  private static func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
     let process = Process()
     process.executableURL = try product("rpc-cli")
     process.arguments = arguments
@@ -64,32 +77,37 @@ struct ExecutableTests {
     defer { if server.isRunning { server.terminate() } }
 
     // The first line is `listening on HOST:PORT`.
-    var line = Data()
-    while !line.contains(UInt8(ascii: "\n")) {
-      let chunk = output.fileHandleForReading.availableData
-      if chunk.isEmpty { break }
-      line.append(chunk)
+    let reader = output.fileHandleForReading
+    let text = try await Self.offPool {
+      var line = Data()
+      while !line.contains(UInt8(ascii: "\n")) {
+        let chunk = reader.availableData
+        if chunk.isEmpty { break }
+        line.append(chunk)
+      }
+      return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
-    let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     #expect(text.hasPrefix("listening on 127.0.0.1:"), "\(text)")
     let port = try #require(text.split(separator: ":").last.flatMap { Int($0) })
 
-    let predict = try Self.cli(["predict", "--port", "\(port)", "--model", "sim", "xin chào"])
+    let predict = try await Self.cli(["predict", "--port", "\(port)", "--model", "sim", "xin chào"])
     #expect(predict.status == 0, "\(predict.error)")
     #expect(predict.output == "XIN CHÀO\n")
 
-    let stream = try Self.cli(["stream", "--port", "\(port)", "--sse", "--model", "syllables", "một hai"])
+    let stream = try await Self.cli([
+      "stream", "--port", "\(port)", "--sse", "--model", "syllables", "một hai",
+    ])
     #expect(stream.status == 0, "\(stream.error)")
     #expect(stream.output == "data: {\"token\": \"một \"}\n\ndata: {\"token\": \"hai\"}\n\ndata: [DONE]\n\n")
 
-    let stats = try Self.cli(["stats", "--port", "\(port)", "--json"])
+    let stats = try await Self.cli(["stats", "--port", "\(port)", "--json"])
     #expect(stats.status == 0)
     #expect(stats.output.contains("\"ty_le_tu_choi\""))
 
     // The rate limit of 5 is spent by now (predict, stream, stats, and these).
     var limited: (status: Int32, output: String, error: String)?
     for _ in 0..<5 {
-      let attempt = try Self.cli(["predict", "--port", "\(port)", "x"])
+      let attempt = try await Self.cli(["predict", "--port", "\(port)", "x"])
       if attempt.status != 0 {
         limited = attempt
         break
@@ -100,11 +118,11 @@ struct ExecutableTests {
     #expect(limited?.error.contains("retry after") == true)
 
     server.terminate()  // SIGTERM
-    server.waitUntilExit()
+    try await Self.offPool { server.waitUntilExit() }
     #expect(server.terminationReason == .exit)
     #expect(server.terminationStatus == 0)
 
-    let refused = try Self.cli(["ping", "--port", "\(port)"])
+    let refused = try await Self.cli(["ping", "--port", "\(port)"])
     #expect(refused.status == 69)
     #expect(refused.error.contains("could not connect"), "\(refused.error)")
   }

@@ -38,7 +38,7 @@ struct LifecycleTests {
     try await TestServer.with { server in
       let client = try await server.connect()
       var received = 0
-      for try await _ in client.stream(prompt: String(repeating: "từ ", count: 200_000), model: "syllables") {
+      for try await _ in client.stream(prompt: "", model: "endless") {
         received += 1
         if received == 5 { break }
       }
@@ -46,8 +46,6 @@ struct LifecycleTests {
         let stream = try? server.statistics().stream
         return stream?["client_hien_tai"] == 0 && stream?["cancelled"] == 1
       }
-      let tokensSent = try #require(try server.statistics().stream["tokens_sent"])
-      #expect(tokensSent < 200_000)
       // The connection still serves.
       #expect(try await client.predict(model: "echo", input: "tiếp") == "tiếp")
       await client.close()
@@ -63,10 +61,7 @@ struct LifecycleTests {
       let calls = (0..<5).map { index in Task { try await leaving.predict(model: "gated", input: "\(index)") }
       }
       let stream = Task {
-        for try await _ in leaving.stream(
-          prompt: String(repeating: "a ", count: 100_000),
-          model: "syllables"
-        ) {}
+        for try await _ in leaving.stream(prompt: "", model: "endless") {}
       }
       try await eventually("one running, four queued, one stream") {
         let stats = try? server.statistics()

@@ -58,12 +58,19 @@ struct TestServer {
     ]
   }
 
+  /// `endless`: numbered tokens that never run out, so only a cancellation, a deadline or a
+  /// disconnect ends the stream.
+  static let endless = ServedGenerator(
+    name: "endless",
+    generator: TokenGenerator { (_: String) in (0...).lazy.map { "\($0) " } }
+  )
+
   /// Runs `body` against a fresh server, then shuts the server down gracefully and waits for
   /// `run()` to return.
   static func with(
     configuration: RPCServer.Configuration = TestServer.configuration(),
     models: [ServedModel] = TestServer.builtinModels,
-    generators: [ServedGenerator] = [BuiltinModels.essay, BuiltinModels.syllables],
+    generators: [ServedGenerator] = [BuiltinModels.essay, BuiltinModels.syllables, TestServer.endless],
     _ body: (TestServer) async throws -> Void
   ) async throws {
     let server = RPCServer(

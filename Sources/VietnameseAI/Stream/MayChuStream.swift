@@ -31,6 +31,9 @@ public final class MayChuStream: Sendable {
   /// Tokens a stream buffers ahead of a slow reader before its generator waits.
   static let bufferedTokens = 32
 
+  /// Unpaced tokens a stream hands over before it yields its thread to other tasks.
+  static let tokensPerYield = 64
+
   private let pump: Pump
   private let clock: InjectedClock
   private let state: Locked<State>
@@ -290,10 +293,17 @@ public final class MayChuStream: Sendable {
     let pump = override ?? self.pump
     let producer = Task { [clock] in
       var lastToken: Int64?
+      var unpaced = 0
       do {
         try await pump(prompt) { token in
           if pace > 0, let lastToken {
             try await clock.sleep(untilNanoseconds: lastToken.addingSaturating(pace))
+          } else if pace == 0 {
+            // Without pacing, a fast generator and a fast receiver may never suspend; let the
+            // other tasks of the pool run now and then instead of holding a thread for the
+            // whole stream.
+            unpaced &+= 1
+            if unpaced % Self.tokensPerYield == 0 { await Task.yield() }
           }
           do {
             try await deliver(token)
