@@ -99,7 +99,8 @@ struct LifecycleTests {
     let running = Task { try await services.run() }
     let port = try await server.listeningAddress().port
     let clients = try await [
-      RPCClient.connect(port: port, clientID: "a"), RPCClient.connect(port: port, clientID: "b"),
+      RPCClient.connect(port: port, clientID: "a", timeout: .seconds(60)),
+      RPCClient.connect(port: port, clientID: "b", timeout: .seconds(60)),
     ]
     let calls = (0..<40).map { index in
       Task { try await clients[index % 2].predict(model: "gated", input: "yêu cầu \(index)") }

@@ -21,7 +21,8 @@ struct TestServer {
       port: port,
       clientID: clientID,
       authToken: authToken,
-      compression: compression
+      compression: compression,
+      timeout: .seconds(60)
     )
   }
 
@@ -41,6 +42,7 @@ struct TestServer {
     configuration.rateLimit.goiY = 1_000_000
     configuration.streaming.tocDoToken = .zero
     configuration.drainTimeout = .seconds(60)
+    configuration.handshakeTimeout = .seconds(60)
     adjust(&configuration)
     return configuration
   }
@@ -58,12 +60,25 @@ struct TestServer {
     ]
   }
 
-  /// `endless`: numbered tokens that never run out, so only a cancellation, a deadline or a
-  /// disconnect ends the stream.
+  /// `endless`: numbered tokens, one a millisecond, that never run out, so only a
+  /// cancellation, a deadline or a disconnect ends the stream. Paced so that it does not flood
+  /// the loops the other tests share.
   static let endless = ServedGenerator(
     name: "endless",
-    generator: TokenGenerator { (_: String) in (0...).lazy.map { "\($0) " } }
+    generator: TokenGenerator { (_: String) async in Ticker() }
   )
+
+  struct Ticker: AsyncSequence {
+    struct AsyncIterator: AsyncIteratorProtocol {
+      var count = 0
+      mutating func next() async throws -> String? {
+        try await Task.sleep(for: .milliseconds(1))
+        count += 1
+        return "\(count) "
+      }
+    }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator() }
+  }
 
   /// Runs `body` against a fresh server, then shuts the server down gracefully and waits for
   /// `run()` to return.
