@@ -146,46 +146,60 @@ public final class RPCClient: Sendable {
 
   /// Predicts one input with `model`.
   public func predict(model: String, input: [UInt8], deadline: Duration? = nil) async throws -> [UInt8] {
-    let request = WireMessage.Predict(
-      deadlineMilliseconds: try Self.milliseconds(deadline),
-      model: model,
-      input: ByteBuffer(bytes: input)
+    Array(
+      try await predict(model: model, buffer: ByteBuffer(bytes: input), deadline: deadline).readableBytesView
     )
-    guard case .result(let output) = try await call(.predict(request), deadline: deadline) else {
-      throw Self.unexpectedAnswer
-    }
-    return Array(output.readableBytesView)
   }
 
   /// Predicts one UTF-8 text input with a text model.
   public func predict(model: String, input: String, deadline: Duration? = nil) async throws -> String {
-    try Self.text(try await predict(model: model, input: Array(input.utf8), deadline: deadline))
+    try Self.text(try await predict(model: model, buffer: ByteBuffer(string: input), deadline: deadline))
   }
 
   /// Predicts several inputs at once; the outputs come in the order of the inputs.
   public func predictBatch(model: String, inputs: [[UInt8]], deadline: Duration? = nil) async throws
     -> [[UInt8]]
   {
-    let request = WireMessage.BatchPredict(
-      deadlineMilliseconds: try Self.milliseconds(deadline),
-      model: model,
-      inputs: inputs.map { ByteBuffer(bytes: $0) }
-    )
-    guard case .batchResult(let outputs) = try await call(.batchPredict(request), deadline: deadline),
-      outputs.count == inputs.count
-    else {
-      throw Self.unexpectedAnswer
+    let inputs = inputs.map { ByteBuffer(bytes: $0) }
+    return try await predictBatch(model: model, buffers: inputs, deadline: deadline).map {
+      Array($0.readableBytesView)
     }
-    return outputs.map { Array($0.readableBytesView) }
   }
 
   /// Predicts several UTF-8 text inputs at once.
   public func predictBatch(model: String, inputs: [String], deadline: Duration? = nil) async throws
     -> [String]
   {
-    try await predictBatch(model: model, inputs: inputs.map { Array($0.utf8) }, deadline: deadline).map(
-      Self.text
+    let inputs = inputs.map { ByteBuffer(string: $0) }
+    return try await predictBatch(model: model, buffers: inputs, deadline: deadline).map(Self.text)
+  }
+
+  private func predict(model: String, buffer: ByteBuffer, deadline: Duration?) async throws -> ByteBuffer {
+    let request = WireMessage.Predict(
+      deadlineMilliseconds: try Self.milliseconds(deadline),
+      model: model,
+      input: buffer
     )
+    guard case .result(let output) = try await call(.predict(request), deadline: deadline) else {
+      throw Self.unexpectedAnswer
+    }
+    return output
+  }
+
+  private func predictBatch(model: String, buffers: [ByteBuffer], deadline: Duration?) async throws
+    -> [ByteBuffer]
+  {
+    let request = WireMessage.BatchPredict(
+      deadlineMilliseconds: try Self.milliseconds(deadline),
+      model: model,
+      inputs: buffers
+    )
+    guard case .batchResult(let outputs) = try await call(.batchPredict(request), deadline: deadline),
+      outputs.count == buffers.count
+    else {
+      throw Self.unexpectedAnswer
+    }
+    return outputs
   }
 
   /// Streams the tokens a generator produces for `prompt`.
@@ -254,8 +268,9 @@ public final class RPCClient: Sendable {
     message: "the server answered with the wrong kind of frame"
   )
 
-  private static func text(_ bytes: [UInt8]) throws -> String {
-    guard let text = String(validating: bytes, as: UTF8.self) else {
+  private static func text(_ bytes: ByteBuffer) throws -> String {
+    guard let text = try? bytes.getUTF8ValidatedString(at: bytes.readerIndex, length: bytes.readableBytes)
+    else {
       throw RPCError(
         code: .invalidArgument,
         message: "the model's output is not UTF-8 text; use the [UInt8] call"
@@ -269,9 +284,7 @@ public final class RPCClient: Sendable {
     guard deadline > .zero else {
       throw RPCError(code: .deadlineExceeded, message: "the deadline \(deadline) has already passed")
     }
-    let (seconds, attoseconds) = deadline.components
-    let milliseconds = Double(seconds) * 1000 + (Double(attoseconds) / 1e15).rounded(.up)
-    return UInt32(min(milliseconds, Double(UInt32.max)))
+    return WireProtocol.milliseconds(roundingUp: deadline)
   }
 
   /// A request id that is neither 0 nor still in use (after the counter wraps).

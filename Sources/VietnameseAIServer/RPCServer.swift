@@ -194,14 +194,19 @@ public final class RPCServer: Service, Sendable {
   }
 
   /// Waits until every connection has closed, or `timeout` has passed.
+  ///
+  /// The wait runs in a task of its own, not cancelled with `run()`: a cancelled server
+  /// still gives its connections their time to close.
   private func waitForConnections(timeout: Duration) async {
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: timeout)
-    // Shutdown happens once; checking every few milliseconds costs nothing that matters and
-    // keeps this free of cross-thread signalling. The sleep runs in a task of its own so that
-    // a cancelled `run()` still waits instead of spinning.
-    while registry.count > 0 && clock.now < deadline {
-      await Task { try? await clock.sleep(for: .milliseconds(5)) }.value
-    }
+    let registry = self.registry
+    await Task {
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask { await registry.waitUntilEmpty() }
+        group.addTask { try? await Task.sleep(for: timeout) }
+        await group.next()
+        group.cancelAll()
+      }
+    }.value
   }
+
 }

@@ -11,7 +11,6 @@ import VietnameseAIServer
 struct TestServer {
   let server: RPCServer
   let port: Int
-  let services: ServiceGroup
 
   func connect(clientID: String = "test", authToken: String = "", compression: Bool = false) async throws
     -> RPCClient
@@ -98,7 +97,7 @@ struct TestServer {
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await services.run() }
       let address = try await server.listeningAddress()
-      let test = TestServer(server: server, port: address.port, services: services)
+      let test = TestServer(server: server, port: address.port)
       do {
         try await body(test)
       } catch {

@@ -15,8 +15,6 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private var welcome: EventLoopPromise<WireMessage.Welcome>?
   private var context: ChannelHandlerContext?
   private var bound: NIOLoopBound<ClientConnectionHandler>?
-  private var flushScheduled = false
-  private var inReadBurst = false
 
   init(
     calls: CallTable,
@@ -39,7 +37,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   // MARK: Inbound
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-    inReadBurst = true
+    writer.beginReadBurst()
     reader.append(unwrapInboundIn(data))
     do {
       while let next = try reader.next() {
@@ -56,8 +54,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    inReadBurst = false
-    flush()
+    if let bytes = writer.endReadBurst() { context.writeAndFlush(wrapOutboundOut(bytes), promise: nil) }
     context.fireChannelReadComplete()
   }
 
@@ -124,15 +121,13 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       calls.complete(frame.requestID, with: .failure(RPCError(error)))
       return
     }
-    guard !inReadBurst, !flushScheduled, let bound, let loop = context?.eventLoop else { return }
-    flushScheduled = true
+    guard writer.claimFlush(), let bound, let loop = context?.eventLoop else { return }
     loop.execute { bound.value.flush() }
   }
 
   private func flush() {
-    flushScheduled = false
-    guard writer.hasPending, let context else { return }
-    context.writeAndFlush(wrapOutboundOut(writer.take()), promise: nil)
+    guard let context, let bytes = writer.takeForFlush() else { return }
+    context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
   }
 }
 

@@ -21,6 +21,8 @@ final class ConnectionRegistry: Sendable {
   private struct State {
     var entries: [ObjectIdentifier: Entry] = [:]
     var draining = false
+    var nextWaiter: UInt64 = 0
+    var emptyWaiters: [UInt64: CheckedContinuation<Void, Never>] = [:]
   }
 
   let limit: Int
@@ -47,7 +49,33 @@ final class ConnectionRegistry: Sendable {
   }
 
   func remove(id: ObjectIdentifier) {
-    _ = state.withLock { $0.entries.removeValue(forKey: id) }
+    let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+      state.entries.removeValue(forKey: id)
+      guard state.entries.isEmpty else { return [] }
+      defer { state.emptyWaiters.removeAll() }
+      return Array(state.emptyWaiters.values)
+    }
+    for waiter in waiters { waiter.resume() }
+  }
+
+  /// Returns once no connection is open, or when the calling task is cancelled.
+  func waitUntilEmpty() async {
+    let id = state.withLock { state in
+      state.nextWaiter &+= 1
+      return state.nextWaiter
+    }
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let done = state.withLock { state -> Bool in
+          if state.entries.isEmpty || Task.isCancelled { return true }
+          state.emptyWaiters[id] = continuation
+          return false
+        }
+        if done { continuation.resume() }
+      }
+    } onCancel: {
+      state.withLock { $0.emptyWaiters.removeValue(forKey: id) }?.resume()
+    }
   }
 
   /// Connections open now.

@@ -32,7 +32,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private struct InFlight {
     enum Work {
       case batch(ServedModel, ticket: UInt64)
-      case stream(PhienStream?)
+      case stream(PhienStream)
     }
     var work: Work
     var tokensSent: UInt32 = 0
@@ -52,8 +52,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private var context: ChannelHandlerContext?
   private var bound: NIOLoopBound<ServerConnectionHandler>?
   private var registered = false
-  private var inReadBurst = false
-  private var flushScheduled = false
   private var readHeld = false
   private var handshakeTimer: Scheduled<Void>?
 
@@ -124,7 +122,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard phase != .closed else { return }
-    inReadBurst = true
+    writer.beginReadBurst()
     reader.append(unwrapInboundIn(data))
     do {
       while phase != .closed, let next = try reader.next() {
@@ -139,8 +137,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    inReadBurst = false
-    flush()
+    if let bytes = writer.endReadBurst() { context.writeAndFlush(wrapOutboundOut(bytes), promise: nil) }
     context.fireChannelReadComplete()
   }
 
@@ -290,37 +287,38 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   // MARK: Work
 
   private func predict(_ request: WireMessage.Predict, id: UInt32) {
-    guard let model = model(named: request.model, id: id), let bound, let loop = context?.eventLoop else {
-      return
-    }
-    inFlight[id] = InFlight(work: .batch(model, ticket: 0))
-    do {
-      let ticket = try model.submit(request.input, Self.deadline(request.deadlineMilliseconds)) { result in
-        loop.execute {
-          bound.value.finish(id, with: result.map { WireMessage.result($0) })
-        }
-      }
-      inFlight[id]?.work = .batch(model, ticket: ticket)
-    } catch {
-      finish(id, with: .failure(error))
+    let deadline = Self.deadline(request.deadlineMilliseconds)
+    enqueue(id: id, model: request.model, answer: WireMessage.result) { model, completion in
+      try model.submit(request.input, deadline, completion)
     }
   }
 
   private func batchPredict(_ request: WireMessage.BatchPredict, id: UInt32) {
-    guard let model = model(named: request.model, id: id), let bound, let loop = context?.eventLoop else {
-      return
+    let deadline = Self.deadline(request.deadlineMilliseconds)
+    enqueue(id: id, model: request.model, answer: WireMessage.batchResult) { model, completion in
+      try model.submitBatch(request.inputs, deadline, completion)
     }
-    inFlight[id] = InFlight(work: .batch(model, ticket: 0))
+  }
+
+  /// Hands a request to its model's batcher and records it as in flight.
+  ///
+  /// The completion always reaches this handler through `loop.execute`, never from inside
+  /// `submit`, so the entry is in place before any answer is handled.
+  private func enqueue<Output: Sendable>(
+    id: UInt32,
+    model name: String,
+    answer: @escaping @Sendable (Output) -> WireMessage,
+    submit: (ServedModel, @escaping ServedModel.Completion<Output>) throws -> UInt64
+  ) {
+    guard let model = model(named: name, id: id), let bound, let loop = context?.eventLoop else { return }
     do {
-      let ticket = try model.submitBatch(request.inputs, Self.deadline(request.deadlineMilliseconds)) {
-        result in
-        loop.execute {
-          bound.value.finish(id, with: result.map { WireMessage.batchResult($0) })
-        }
+      let ticket = try submit(model) { result in
+        loop.execute { bound.value.finish(id, with: result.map(answer)) }
       }
-      inFlight[id]?.work = .batch(model, ticket: ticket)
+      inFlight[id] = InFlight(work: .batch(model, ticket: ticket))
     } catch {
-      finish(id, with: .failure(error))
+      // The input was refused before it reached the queue.
+      send(.error(ServerCore.errorInfo(for: error)), id: id)
     }
   }
 
@@ -345,7 +343,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       let message = "no generator \"\(request.model)\"; served: \(known)"
       return send(.error(WireMessage.ErrorInfo(code: .unknownModel, message: message)), id: id)
     }
-    inFlight[id] = InFlight(work: .stream(nil))
     let gate = self.gate
     let session = core.streams.sinhCallback(
       request.prompt,
@@ -365,25 +362,26 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         loop.execute { bound.value.finish(id, with: .failure(error)) }
       }
     )
-    inFlight[id]?.work = .stream(session)
+    // As for batches, every callback reaches this handler through `loop.execute`.
+    var entry = InFlight(work: .stream(session))
     if request.deadlineMilliseconds > 0 {
-      inFlight[id]?.deadlineTimer = loop.scheduleTask(in: .milliseconds(Int64(request.deadlineMilliseconds)))
-      {
+      entry.deadlineTimer = loop.scheduleTask(in: .milliseconds(Int64(request.deadlineMilliseconds))) {
         bound.value.streamDeadlinePassed(id)
       }
     }
+    inFlight[id] = entry
   }
 
   private func write(token: String, id: UInt32) {
-    guard inFlight[id] != nil else { return }  // answered already (deadline, shutdown)
-    inFlight[id]!.tokensSent &+= 1
+    // Nothing to count if the stream was answered already (deadline, shutdown).
+    guard (inFlight[id]?.tokensSent &+= 1) != nil else { return }
     send(.token(token), id: id)
   }
 
   private func streamDeadlinePassed(_ id: UInt32) {
-    guard inFlight[id] != nil else { return }
+    guard let entry = inFlight[id] else { return }
     inFlight[id]!.deadlinePassed = true
-    Self.cancelWork(of: inFlight[id]!)
+    Self.cancelWork(of: entry)
   }
 
   /// Sends the terminal frame of request `id`, unless it was answered already.
@@ -412,7 +410,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     entry.deadlineTimer?.cancel()
     switch entry.work {
     case .batch(let model, let ticket): model.cancel(ticket)
-    case .stream(let session): session?.huy()
+    case .stream(let session): session.huy()
     }
   }
 
@@ -495,15 +493,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// Flushes at the end of the read burst, or at the end of this event-loop tick when the
   /// answer came from elsewhere, so that answers finishing together leave together.
   private func scheduleFlush() {
-    guard !inReadBurst, !flushScheduled, let bound, let loop = context?.eventLoop else { return }
-    flushScheduled = true
+    guard writer.claimFlush(), let bound, let loop = context?.eventLoop else { return }
     loop.execute { bound.value.flush() }
   }
 
   private func flush() {
-    flushScheduled = false
-    guard writer.hasPending, let context else { return }
-    context.writeAndFlush(wrapOutboundOut(writer.take()), promise: nil)
+    guard let context, let bytes = writer.takeForFlush() else { return }
+    context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
   }
 }
 

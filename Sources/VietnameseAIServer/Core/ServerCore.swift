@@ -96,16 +96,9 @@ final class ServerCore: Sendable {
     let retryAfter = decision.retryAfter ?? .zero
     return WireMessage.ErrorInfo(
       code: .rateLimited,
-      retryAfterMilliseconds: Self.milliseconds(roundingUp: retryAfter),
+      retryAfterMilliseconds: WireProtocol.milliseconds(roundingUp: retryAfter),
       message: "rate limit exceeded for client \(clientID): \(limiter.goiY) requests per \(limiter.cuaSo)"
     )
-  }
-
-  static func milliseconds(roundingUp duration: Duration) -> UInt32 {
-    let (seconds, attoseconds) = duration.components
-    if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
-    let millis = Double(seconds) * 1000 + (Double(attoseconds) / 1e15).rounded(.up)
-    return UInt32(min(millis, Double(UInt32.max)))
   }
 
   // MARK: Outcomes

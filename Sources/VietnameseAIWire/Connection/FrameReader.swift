@@ -18,9 +18,6 @@ public struct FrameReader {
     self.decoder = decoder
   }
 
-  /// Bytes received but not yet decoded: the start of a frame still incomplete.
-  public var bufferedBytes: Int { buffered.readableBytes }
-
   /// Adds the bytes of one read.
   public mutating func append(_ bytes: ByteBuffer) {
     if buffered.readableBytes == 0 {
@@ -44,18 +41,5 @@ public struct FrameReader {
       return nil
     }
     return frame
-  }
-
-  /// Checks that the connection did not end inside a frame.
-  ///
-  /// - Throws: ``StatusCode/protocolError`` if bytes of an incomplete frame are left.
-  public func finish() throws(WireError) {
-    if buffered.readableBytes > 0 {
-      throw WireError(
-        code: .protocolError,
-        message: "the connection closed \(buffered.readableBytes) bytes into a frame",
-        closesConnection: true
-      )
-    }
   }
 }

@@ -3,8 +3,10 @@ public import NIOCore
 /// Gathers the frames a connection sends into one buffer, so that many frames leave in one
 /// write and one system call.
 ///
-/// A handler appends frames as answers become ready and takes the buffer when it flushes:
-/// once per read burst or event-loop tick rather than once per frame.
+/// A handler appends frames as answers become ready and flushes once per read burst or
+/// event-loop tick rather than once per frame: it brackets each read with
+/// ``beginReadBurst()``/``endReadBurst()``, and after appending outside a read it asks
+/// ``claimFlush()`` whether to schedule a flush at the end of the tick.
 public struct FrameWriter {
   /// Encodes each frame; set its compressor once compression is negotiated.
   public var encoder: FrameEncoder
@@ -12,6 +14,8 @@ public struct FrameWriter {
   /// request alone, instead of costing the whole connection at the peer.
   public var maxPayloadSize: Int?
   private var pending: ByteBuffer
+  private var inReadBurst = false
+  private var flushClaimed = false
 
   public init(encoder: FrameEncoder = FrameEncoder(), maxPayloadSize: Int? = WireProtocol.defaultMaxFrameSize)
   {
@@ -19,12 +23,6 @@ public struct FrameWriter {
     self.maxPayloadSize = maxPayloadSize
     self.pending = ByteBuffer()
   }
-
-  /// Whether frames are waiting to be written.
-  public var hasPending: Bool { pending.readableBytes > 0 }
-
-  /// Bytes waiting to be written.
-  public var pendingBytes: Int { pending.readableBytes }
 
   /// Appends one frame.
   ///
@@ -47,8 +45,33 @@ public struct FrameWriter {
     }
   }
 
-  /// Hands over everything appended so far and starts a new buffer.
-  public mutating func take() -> ByteBuffer {
+  /// A read has started: what is appended until ``endReadBurst()`` leaves with it.
+  public mutating func beginReadBurst() {
+    inReadBurst = true
+  }
+
+  /// The reads of this burst are done.
+  ///
+  /// - Returns: The bytes to write and flush now, if any.
+  public mutating func endReadBurst() -> ByteBuffer? {
+    inReadBurst = false
+    return takeForFlush()
+  }
+
+  /// Whether the caller should schedule a flush for the end of this event-loop tick: true
+  /// for the first frame appended outside a read burst, false while one is scheduled.
+  public mutating func claimFlush() -> Bool {
+    if inReadBurst || flushClaimed { return false }
+    flushClaimed = true
+    return true
+  }
+
+  /// Hands over everything appended so far, for a write and flush, and starts a new buffer.
+  ///
+  /// - Returns: `nil` if nothing is waiting.
+  public mutating func takeForFlush() -> ByteBuffer? {
+    flushClaimed = false
+    guard pending.readableBytes > 0 else { return nil }
     // The taken buffer is still being written when the next frame arrives, so the next frame
     // goes into a fresh one rather than forcing a copy of this one.
     defer { pending = ByteBuffer() }

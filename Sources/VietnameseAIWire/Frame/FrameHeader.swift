@@ -48,4 +48,13 @@ public enum WireProtocol {
   /// Compression algorithm identifiers used in `HELLO` and `WELCOME`.
   public static let compressionIdentity: UInt8 = 0
   public static let compressionZlib: UInt8 = 1
+
+  /// A duration as the protocol's `u32` milliseconds (`deadline_ms`, `retry_after_ms`):
+  /// rounded up, so that a peer never acts early; 0 for zero or less; at most `UInt32.max`.
+  public static func milliseconds(roundingUp duration: Duration) -> UInt32 {
+    let (seconds, attoseconds) = duration.components
+    if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
+    let milliseconds = Double(seconds) * 1000 + (Double(attoseconds) / 1e15).rounded(.up)
+    return UInt32(min(milliseconds, Double(UInt32.max)))
+  }
 }
