@@ -299,6 +299,39 @@ struct MayChuBatchTests {
     await server.dung()
   }
 
+  @Test("an earlier deadline that arrives after a later one still fires on time")
+  func deadlinesOutOfOrder() async throws {
+    let h = try Harness(kichThuocBatch: 8, timeoutBatch: .zero, gated: true)
+    let running = Task { try await h.server.duDoan(1) }
+    try await eventually("first batch running") { h.gate.entered == 1 }
+    let patient = Task { try await h.server.duDoan(2, deadline: .seconds(10)) }
+    try await eventually("one queued") { h.server.layThongKe().queueSize == 1 }
+    let late = Task { try await h.server.duDoan(3, deadline: .milliseconds(50)) }
+    try await eventually("two queued") { h.server.layThongKe().queueSize == 2 }
+    await h.clock.advance(by: .milliseconds(50))
+    await expectError(.deadlineExceeded) { try await late.value }
+    #expect(h.server.layThongKe().queueSize == 1)
+    await h.clock.advance(by: .seconds(10))
+    await expectError(.deadlineExceeded) { try await patient.value }
+    #expect(h.server.layThongKe().deadlineExceeded == 2)
+    h.gate.open()
+    #expect(try await running.value == 2)
+    await h.server.dung()
+  }
+
+  @Test("answered requests leave at most a bounded number of deadline entries behind")
+  func deadlineEntriesStayBounded() async throws {
+    let server = MayChuBatch(moHinh: Doubler(), timeoutBatch: .zero, clock: TestClock())
+    try server.batDau()
+    for value in 0..<2_000 {
+      #expect(try await server.duDoan(value, deadline: .seconds(30)) == value * 2)
+    }
+    // One request in flight at a time: the rebuild keeps the heap at most 64 stale entries.
+    #expect(server.deadlineEntries <= 65)
+    await server.dung()
+    #expect(server.deadlineEntries == 0)
+  }
+
   @Test("a deadline of zero or less fails at once")
   func nonPositiveDeadline() async throws {
     let server = MayChuBatch(moHinh: Doubler(), timeoutBatch: .zero)

@@ -1,4 +1,5 @@
 import DequeModule
+import HeapModule
 
 extension MayChuBatch {
   /// Everything a ``MayChuBatch`` knows, guarded by one `Mutex`.
@@ -11,6 +12,12 @@ extension MayChuBatch {
   /// many. The queue holds items; the ticket table holds the caller's continuation. An item
   /// whose ticket is gone (cancelled, expired, failed) stays in the queue as a tombstone until
   /// it reaches the front or the queue is compacted, so cancelling is O(1) and never scans.
+  ///
+  /// Deadlines live in one min-heap with one timer for the whole server (shared with the batch
+  /// timer), not a timer per request: a server answering 100k requests a second must not
+  /// create 100k tasks a second just in case one of them is late. Entries of tickets that
+  /// ended stay in the heap until they surface or until they outnumber the live ones, when
+  /// the heap is rebuilt; its memory is bounded by twice the tickets in flight.
   struct State {
     enum Lifecycle {
       case idle
@@ -56,7 +63,13 @@ extension MayChuBatch {
       /// Items of this ticket still in the queue (not yet handed to the model).
       var queued: Int
       var deadline: Int64?
-      var deadlineTimer: Task<Void, Never>?
+    }
+
+    /// A ticket's deadline in the heap, earliest first.
+    struct DeadlineEntry: Comparable {
+      var at: Int64
+      var ticket: UInt64
+      static func < (a: Self, b: Self) -> Bool { (a.at, a.ticket) < (b.at, b.ticket) }
     }
 
     /// A waiter to answer once the lock is released.
@@ -101,6 +114,9 @@ extension MayChuBatch {
     var timerDue: Int64?
     var timerGeneration: UInt64 = 0
     var timerTask: Task<Void, Never>?
+    var deadlines = Heap<DeadlineEntry>()
+    /// Tickets alive with a deadline; `deadlines.count` minus the stale entries.
+    var liveDeadlines = 0
     var stopWaiters: [CheckedContinuation<Void, Never>] = []
 
     // Statistics.
@@ -167,15 +183,14 @@ extension MayChuBatch {
         index += 1
       }
       liveQueued += inputs.count
-      return dispatch(now: now)
-    }
-
-    /// Stores the deadline timer of a ticket so that it is cancelled when the ticket ends.
-    /// Returns the timer back if the ticket already ended, for the caller to cancel.
-    mutating func attach(deadlineTimer: Task<Void, Never>, to id: UInt64) -> Task<Void, Never>? {
-      guard tickets[id] != nil else { return deadlineTimer }
-      tickets[id]!.deadlineTimer = deadlineTimer
-      return nil
+      var actions = Actions()
+      if let deadline {
+        deadlines.insert(DeadlineEntry(at: deadline, ticket: id))
+        liveDeadlines += 1
+        armTimer(at: deadline, into: &actions)
+      }
+      dispatch(now: now, into: &actions)
+      return actions
     }
 
     // MARK: Dispatch
@@ -218,14 +233,18 @@ extension MayChuBatch {
         actions.batches.append(batch)
       }
       if busyWorkers < soWorker, let oldest = queue.first {
-        let due = oldest.arrival + timeoutBatch
-        if timerDue == nil || timerDue! > due {
-          timerGeneration &+= 1
-          timerDue = due
-          actions.armTimer = (due, timerGeneration)
-        }
+        armTimer(at: oldest.arrival + timeoutBatch, into: &actions)
       }
       finishStoppingIfDrained(into: &actions)
+    }
+
+    /// Makes sure the timer fires no later than `due`: re-arms it only if `due` is earlier than
+    /// what it is armed for, so a steady stream of requests with the same deadline arms it once.
+    private mutating func armTimer(at due: Int64, into actions: inout Actions) {
+      guard lifecycle != .stopped, timerDue == nil || timerDue! > due else { return }
+      timerGeneration &+= 1
+      timerDue = due
+      actions.armTimer = (due, timerGeneration)
     }
 
     /// Stores the task of the batch timer armed for `generation`, unless a newer timer was
@@ -237,11 +256,33 @@ extension MayChuBatch {
       return old
     }
 
-    /// The batch timer fired.
+    /// The timer fired: fail the tickets whose deadline passed, in the queue or during
+    /// compute, run what is due, and re-arm for the next deadline.
     mutating func timerFired(generation: UInt64, now: Int64) -> Actions {
       guard generation == timerGeneration else { return Actions() }
       timerDue = nil
-      return dispatch(now: now)
+      var actions = Actions()
+      while let first = deadlines.min, first.at <= now {
+        deadlines.removeMin()
+        fail(ticket: first.ticket, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
+      }
+      dispatch(now: now, into: &actions)
+      dropStaleDeadlines()
+      if let next = deadlines.min { armTimer(at: next.at, into: &actions) }
+      return actions
+    }
+
+    /// Removes heap entries of ended tickets from the top, so the timer is armed for a live one.
+    private mutating func dropStaleDeadlines() {
+      while let first = deadlines.min, tickets[first.ticket] == nil { deadlines.removeMin() }
+    }
+
+    /// A ticket with a deadline ended: bound the stale entries it leaves in the heap.
+    private mutating func deadlineEnded() {
+      liveDeadlines -= 1
+      guard deadlines.count > 64, deadlines.count > 2 * liveDeadlines else { return }
+      let tickets = self.tickets
+      deadlines = Heap(deadlines.unordered.filter { tickets[$0.ticket] != nil })
     }
 
     // MARK: Completion
@@ -273,14 +314,14 @@ extension MayChuBatch {
       switch ticket.waiter {
       case .single(let continuation):
         tickets[item.ticket] = nil
-        if let timer = ticket.deadlineTimer { actions.cancelTasks.append(timer) }
+        if ticket.deadline != nil { deadlineEnded() }
         actions.resumptions.append(.single(continuation, .success(output)))
       case .group(let continuation, let group):
         group.results[item.index] = output
         group.remaining -= 1
         if group.remaining == 0 {
           tickets[item.ticket] = nil
-          if let timer = ticket.deadlineTimer { actions.cancelTasks.append(timer) }
+          if ticket.deadline != nil { deadlineEnded() }
           actions.resumptions.append(.group(continuation, .success(group.results.map { $0! })))
         }
       }
@@ -304,7 +345,7 @@ extension MayChuBatch {
         self[keyPath: counter] += group.remaining
         actions.resumptions.append(.group(continuation, .failure(error)))
       }
-      if let timer = ticket.deadlineTimer { actions.cancelTasks.append(timer) }
+      if ticket.deadline != nil { deadlineEnded() }
       dropLeadingTombstones()
       compactIfMostlyTombstones()
     }
@@ -313,14 +354,6 @@ extension MayChuBatch {
     mutating func cancel(ticket id: UInt64) -> Actions {
       var actions = Actions()
       fail(ticket: id, with: CancellationError(), counter: \.cancelled, into: &actions)
-      finishStoppingIfDrained(into: &actions)
-      return actions
-    }
-
-    /// The ticket's deadline passed, in the queue or during compute.
-    mutating func expire(ticket id: UInt64) -> Actions {
-      var actions = Actions()
-      fail(ticket: id, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
       finishStoppingIfDrained(into: &actions)
       return actions
     }
@@ -354,6 +387,8 @@ extension MayChuBatch {
       guard lifecycle == .stopping, liveQueued == 0, busyWorkers == 0 else { return }
       lifecycle = .stopped
       queue.removeAll()
+      deadlines = Heap()
+      liveDeadlines = 0
       timerGeneration &+= 1
       timerDue = nil
       if let timer = timerTask {

@@ -1,3 +1,4 @@
+import HeapModule
 import Synchronization
 
 /// A dynamic batching server: gathers single requests into batches for a model.
@@ -276,6 +277,9 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     return state.withLock { $0.snapshot(now: now) }
   }
 
+  /// Entries in the deadline heap, stale ones included; tests check that it stays bounded.
+  var deadlineEntries: Int { state.withLock { $0.deadlines.count } }
+
   // MARK: Internals
 
   private func submit(
@@ -303,24 +307,12 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     case .success(let actions):
       perform(actions)
     }
-    if let deadlineAt {
-      let timer = Task { [clock] in
-        guard (try? await clock.sleep(untilNanoseconds: deadlineAt)) != nil else { return }
-        self.expire(ticket: id)
-      }
-      if let stale = state.withLock({ $0.attach(deadlineTimer: timer, to: id) }) { stale.cancel() }
-    }
   }
 
   /// Withdraws a ticket: its queued items never reach the model and its waiter receives
   /// `CancellationError`. A ticket that has already been answered is left alone.
   package func cancel(ticket id: UInt64) {
     let actions = state.withLock { $0.cancel(ticket: id) }
-    perform(actions)
-  }
-
-  private func expire(ticket id: UInt64) {
-    let actions = state.withLock { $0.expire(ticket: id) }
     perform(actions)
   }
 
