@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Histogram
+import NIOCore
+import NIOPosix
 import Synchronization
 import VietnameseAIClient
 
@@ -93,6 +95,9 @@ struct BenchCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
+    // Calls are made from tasks; with the event loops as Swift's executor, an answer resumes
+    // its caller on the loop that read it instead of waking a thread of the default pool.
+    NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     var clients: [RPCClient] = []
     do {
       for _ in 0..<connections { clients.append(try await connection.connect()) }

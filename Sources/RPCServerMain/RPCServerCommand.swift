@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import UnixSignals
 import VietnameseAI
@@ -105,7 +107,23 @@ struct RPCServerCommand: AsyncParsableCommand {
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel = "info"
 
+  @Flag(
+    help: ArgumentHelp(
+      "Run model and generator tasks on Swift's default thread pool, not on the event loops.",
+      discussion: """
+        By default the event loops also serve as Swift's global executor, so a request is \
+        read, batched, computed and answered on one thread with no hand-off between threads \
+        (each costs ~10 µs). A model that holds the CPU for long without suspending would \
+        then delay the I/O of other connections on its loop: use this flag for such models.
+        """
+    )
+  )
+  var poolExecutor = false
+
   func run() async throws {
+    if !poolExecutor {
+      NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+    }
     guard let level = Logger.Level(rawValue: logLevel) else {
       throw ValidationError("unknown log level \"\(logLevel)\"")
     }

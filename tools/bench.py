@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: rpc-server against grpc-swift 2 and a bare SwiftNIO echo.
+
+    python3 tools/bench.py                 # build all three in release, run, write BENCHMARKS.md
+    python3 tools/bench.py --duration 2    # shorter runs
+    python3 tools/bench.py --skip-build --only predict-1x1
+
+Every configuration runs against each system in turn (A B C A B C ...), three rounds by
+default, on the same machine in one sitting; the table holds the medians and the ratios of our
+figures to the peers'. Each load client takes the same flags (`rpc-cli bench`'s). Afterwards
+the script opens 10,000 idle connections to rpc-server and reads its resident memory, and it
+records the server's RSS after every run so that growth shows.
+
+Nothing here is timed against a threshold in CI: the targets are printed next to the figures.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import live_client  # noqa: E402  (the handshake and the server spawner)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.path.join(ROOT, "tools", "peers")
+
+SERVER_FLAGS = ["--rate-limit", "100000000", "--batch-timeout", "0", "--token-interval", "0"]
+BATCH_SERVER_FLAGS = ["--rate-limit", "100000000", "--batch-size", "32", "--batch-timeout", "0.1",
+                      "--sim-batch-cost", "0.005", "--sim-item-cost", "0.00005", "--max-queue", "1000"]
+
+# name, load flags, systems, what to compare
+CONFIGS = [
+    ("predict-1x1-64B", ["--mode", "predict", "--connections", "1", "--concurrency", "1", "--payload-size", "64"]),
+    ("predict-8x16-64B", ["--mode", "predict", "--connections", "8", "--concurrency", "16", "--payload-size", "64"]),
+    ("predict-8x16-4KiB", ["--mode", "predict", "--connections", "8", "--concurrency", "16", "--payload-size", "4096"]),
+    ("stream-100x1000", ["--mode", "stream", "--connections", "1", "--concurrency", "100", "--tokens", "1000"]),
+]
+
+
+def run(command, cwd=None, capture=True):
+    result = subprocess.run(command, cwd=cwd, text=True, stdout=subprocess.PIPE if capture else None)
+    if result.returncode != 0:
+        raise SystemExit("failed (%d): %s" % (result.returncode, shlex.join(command)))
+    return result.stdout
+
+
+def build(package, skip):
+    if not skip:
+        print("building %s (release)..." % os.path.relpath(package, ROOT) if package != ROOT else "building rpc-server, rpc-cli (release)...",
+              file=sys.stderr, flush=True)
+        run(["swift", "build", "-c", "release"], cwd=package, capture=False)
+    return run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=package).strip()
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def machine():
+    cores = os.cpu_count()
+    memory = "?"
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                memory = "%.1f GiB" % (int(line.split()[1]) / 1024 / 1024)
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    swift = run(["swift", "--version"]).splitlines()[0] if True else ""
+    return "%d cores (%s), %s memory, %s, %s" % (cores, model, memory, platform.platform(), swift)
+
+
+def load(command):
+    out = run(command)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def stats_json(cli, port):
+    return json.loads(run([cli, "stats", "--port", str(port), "--json"]))
+
+
+def idle_connections(host, port, count):
+    """Opens `count` connections that finish the handshake and then stay silent."""
+    sockets = []
+    hello = {"type": "HELLO", "request_id": 0, "versions": [1], "client_id": "idle",
+             "auth_token": "", "compressions": [0]}
+    frame = live_client.wire.encode_frame(hello)
+    for _ in range(count):
+        sock = socket.create_connection((host, port), timeout=30)
+        sock.sendall(frame)
+        sockets.append(sock)
+    # Wait for every WELCOME so that each connection is fully set up on the server.
+    for sock in sockets:
+        decoder = live_client.wire.Decoder("client")
+        while not list(decoder.feed(sock.recv(4096))):
+            pass
+    return sockets
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per system and configuration (default 3)")
+    parser.add_argument("--skip-build", action="store_true")
+    parser.add_argument("--only", help="run only configurations whose name contains this")
+    parser.add_argument("--idle", type=int, default=10000, help="idle connections for the memory check (0: skip)")
+    parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    ours = build(ROOT, args.skip_build)
+    echo = build(os.path.join(PEERS, "nio-echo"), args.skip_build)
+    grpc = build(os.path.join(PEERS, "grpc"), args.skip_build)
+    server_bin, cli = os.path.join(ours, "rpc-server"), os.path.join(ours, "rpc-cli")
+
+    processes = []
+    try:
+        ours_proc, host, our_port = live_client.spawn([server_bin, "--port", "0"] + SERVER_FLAGS)
+        processes.append(ours_proc)
+        echo_proc, _, echo_port = live_client.spawn([os.path.join(echo, "nio-echo"), "serve", "--port", "0"])
+        processes.append(echo_proc)
+        grpc_proc, _, grpc_port = live_client.spawn([os.path.join(grpc, "grpc-peer"), "serve", "--port", "0"])
+        processes.append(grpc_proc)
+        batch_proc, _, batch_port = live_client.spawn([server_bin, "--port", "0"] + BATCH_SERVER_FLAGS)
+        processes.append(batch_proc)
+
+        def system_command(system, flags):
+            common = ["--duration", str(args.duration), "--json", "--quiet"]
+            if system == "ours":
+                return [cli, "bench", "--port", str(our_port)] + flags + common
+            if system == "nio":
+                return [os.path.join(echo, "nio-echo"), "bench", "--port", str(echo_port)] + flags + common
+            return [os.path.join(grpc, "grpc-peer"), "bench", "--port", str(grpc_port)] + flags + common
+
+        rss_start = rss_kib(ours_proc.pid)
+        rows = []
+        commands = []
+        for name, flags in CONFIGS:
+            if args.only and args.only not in name:
+                continue
+            results = {"ours": [], "nio": [], "grpc": []}
+            for round_index in range(args.rounds):
+                for system in ("ours", "nio", "grpc"):
+                    command = system_command(system, flags)
+                    if round_index == 0:
+                        commands.append(shlex.join([os.path.relpath(command[0], ROOT)] + command[1:]))
+                    report = load(command)
+                    results[system].append(report)
+                    print("%-18s %-5s round %d: %8.0f calls/s  p50 %6d µs  p99 %6d µs%s" % (
+                        name, system, round_index + 1, report["calls_per_second"], report["latency_us"]["p50"],
+                        report["latency_us"]["p99"],
+                        "  %9.0f tokens/s" % report["tokens_per_second"] if "tokens_per_second" in report else ""),
+                        file=sys.stderr, flush=True)
+            rows.append((name, results))
+        rss_after_runs = rss_kib(ours_proc.pid)
+
+        batching = None
+        if not args.only or args.only in "batching-sim-256":
+            flags = ["--model", "sim", "--mode", "predict", "--connections", "8", "--concurrency", "32",
+                     "--payload-size", "64", "--duration", str(args.duration), "--json", "--quiet"]
+            runs = []
+            for round_index in range(args.rounds):
+                before = stats_json(cli, batch_port)["models"]["sim"]
+                report = load([cli, "bench", "--port", str(batch_port)] + flags)
+                after = stats_json(cli, batch_port)["models"]["sim"]
+                items = after["completed"] - before["completed"]
+                batches = after["batches"] - before["batches"]
+                report["mean_batch"] = items / batches if batches else 0
+                runs.append(report)
+                print("batching-sim-256   round %d: %8.0f calls/s  mean batch %.1f" % (
+                    round_index + 1, report["calls_per_second"], report["mean_batch"]), file=sys.stderr, flush=True)
+            commands.append(shlex.join([os.path.relpath(cli, ROOT), "bench", "--port", "PORT"] + flags))
+            batching = runs
+
+        idle = None
+        if args.idle:
+            before = rss_kib(ours_proc.pid)
+            sockets = idle_connections(host, our_port, args.idle)
+            time.sleep(1)
+            during = rss_kib(ours_proc.pid)
+            for sock in sockets:
+                sock.close()
+            idle = (args.idle, before, during)
+            print("idle: %d connections, RSS %.1f -> %.1f MiB" % (args.idle, before / 1024, during / 1024),
+                  file=sys.stderr, flush=True)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    write_report(args, rows, batching, idle, commands, (rss_start, rss_after_runs))
+
+
+def median(reports, key, sub=None):
+    values = [r[key][sub] if sub else r[key] for r in reports]
+    return statistics.median(values)
+
+
+def write_report(args, rows, batching, idle, commands, rss):
+    lines = []
+    add = lines.append
+    add("# Benchmarks")
+    add("")
+    add("Measured %s on %s." % (datetime.date.today().isoformat(), machine()))
+    add("Client and server share the machine. Each figure is the median of %d runs of %.0f s, taken in "
+        "turns (ours, bare NIO, gRPC, ours, ...). Reproduce with `python3 tools/bench.py`." % (args.rounds, args.duration))
+    add("")
+    add("- **ours**: `rpc-server %s` loaded by `rpc-cli bench` (the Swift client SDK, async/await, a 30 s "
+        "deadline on every call)." % " ".join(SERVER_FLAGS))
+    add("- **bare NIO**: `tools/peers/nio-echo`, length-prefixed frames with request ids, server and load client "
+        "written directly on NIO channel handlers (no Swift tasks): the ceiling for this stack.")
+    add("- **gRPC**: `tools/peers/grpc`, grpc-swift 2 over its HTTP/2 NIO transport, async/await client.")
+    add("")
+    add("| workload | ours | bare NIO | gRPC | ours / NIO | ours / gRPC | target |")
+    add("|---|---|---|---|---|---|---|")
+    targets = {
+        "predict-1x1-64B": "p50 ≤ 2× NIO",
+        "predict-8x16-64B": "≥ 50% NIO, ≥ 10× gRPC; p99 ≤ 3× NIO",
+        "predict-8x16-4KiB": "≥ 50% NIO, ≥ 10× gRPC; p99 ≤ 3× NIO",
+        "stream-100x1000": "≥ 50% NIO, ≥ 5× gRPC",
+    }
+    for name, results in rows:
+        o, n, g = results["ours"], results["nio"], results["grpc"]
+        if name.startswith("stream"):
+            key = "tokens_per_second"
+            ov, nv, gv = median(o, key), median(n, key), median(g, key)
+            add("| %s, tokens/s | %.0f | %.0f | %.0f | %.2f | %.1f× | %s |" % (name, ov, nv, gv, ov / nv, ov / gv, targets[name]))
+            continue
+        ov, nv, gv = median(o, "calls_per_second"), median(n, "calls_per_second"), median(g, "calls_per_second")
+        add("| %s, calls/s | %.0f | %.0f | %.0f | %.2f | %.1f× | %s |" % (name, ov, nv, gv, ov / nv, ov / gv, targets[name]))
+        for p in ("p50", "p99"):
+            ov, nv, gv = median(o, "latency_us", p), median(n, "latency_us", p), median(g, "latency_us", p)
+            add("| %s, %s µs | %d | %d | %d | %.2f× | %.2f× | |" % (name, p, ov, nv, gv, ov / max(nv, 1), ov / max(gv, 1)))
+    if batching:
+        rate = statistics.median(r["calls_per_second"] for r in batching)
+        mean = statistics.median(r["mean_batch"] for r in batching)
+        ideal = 32 / 0.0066
+        add("| batching-sim-256 (sim 5 ms + 50 µs/item, batch 32, 8×32 callers), calls/s | %.0f | | | "
+            "%.0f%% of ideal %.0f | mean batch %.1f | ≥ 90%%, mean batch ≥ 30 |" % (rate, 100 * rate / ideal, ideal, mean))
+    add("")
+    if idle:
+        count, before, during = idle
+        add("Memory: rpc-server RSS %.1f MiB at start, %.1f MiB after all runs; %d idle connections "
+            "(handshake done) took it from %.1f to %.1f MiB (target < 200 MB)." % (
+                rss[0] / 1024, rss[1] / 1024, count, before / 1024, during / 1024))
+        add("")
+    add("Commands (ports are chosen at run time):")
+    add("")
+    add("```")
+    for command in commands:
+        add(command)
+    add("```")
+    add("")
+    with open(args.output, "w") as output:
+        output.write("\n".join(lines))
+    print("wrote %s" % args.output, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
