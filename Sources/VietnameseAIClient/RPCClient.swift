@@ -41,6 +41,8 @@ public final class RPCClient: Sendable {
   /// How long after a call's deadline the client stops waiting for the server's own
   /// `DEADLINE_EXCEEDED`.
   static let deadlineGrace: Duration = .seconds(1)
+  /// How often a connection looks for calls past their local deadline.
+  static let sweepInterval = TimeAmount.milliseconds(100)
 
   private init(
     channel: any Channel,
@@ -123,6 +125,13 @@ public final class RPCClient: Sendable {
     do {
       let welcome = try await welcomePromise.futureResult.get()
       timer.cancel()
+      let sweep = loop.scheduleRepeatedTask(initialDelay: Self.sweepInterval, delay: Self.sweepInterval) {
+        _ in
+        for id in calls.expire(now: .now()) {
+          handler.value.send(WireFrame(requestID: id, message: .cancel))
+        }
+      }
+      channel.closeFuture.whenComplete { _ in sweep.cancel() }
       return RPCClient(channel: channel, handler: handler, calls: calls, welcome: welcome)
     } catch {
       timer.cancel()
@@ -221,7 +230,8 @@ public final class RPCClient: Sendable {
       continuation.finish(throwing: error)
       return tokens
     }
-    if let refusal = calls.register(id, .stream(continuation)) {
+    if let refusal = calls.register(id, .stream(continuation), deadline: deadline, grace: Self.deadlineGrace)
+    {
       continuation.finish(throwing: refusal)
       return tokens
     }
@@ -229,7 +239,7 @@ public final class RPCClient: Sendable {
       if case .cancelled = termination { self?.cancel(id, with: .cancelledByCaller) }
     }
     let request = WireMessage.StreamOpen(deadlineMilliseconds: milliseconds, model: model, prompt: prompt)
-    send(WireFrame(requestID: id, message: .streamOpen(request)), deadline: deadline)
+    send(WireFrame(requestID: id, message: .streamOpen(request)))
     return tokens
   }
 
@@ -301,7 +311,8 @@ public final class RPCClient: Sendable {
     return try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation {
         (continuation: CheckedContinuation<WireMessage, any Error>) in
-        if let refusal = calls.register(id, .unary({ continuation.resume(with: $0.mapError { $0 }) })) {
+        let answer: CallTable.Call = .unary({ continuation.resume(with: $0.mapError { $0 }) })
+        if let refusal = calls.register(id, answer, deadline: deadline, grace: Self.deadlineGrace) {
           continuation.resume(throwing: refusal)
           return
         }
@@ -310,32 +321,16 @@ public final class RPCClient: Sendable {
           _ = calls.abandon(id, with: .cancelledByCaller)
           return
         }
-        send(WireFrame(requestID: id, message: message), deadline: deadline)
+        send(WireFrame(requestID: id, message: message))
       }
     } onCancel: {
       cancel(id, with: .cancelledByCaller)
     }
   }
 
-  private func send(_ frame: WireFrame, deadline: Duration?) {
+  private func send(_ frame: WireFrame) {
     let handler = self.handler
-    let calls = self.calls
-    let loop = channel.eventLoop
-    loop.execute {
-      handler.value.send(frame)
-      if let deadline {
-        let timer = loop.scheduleTask(in: TimeAmount(deadline + Self.deadlineGrace)) {
-          let error = RPCError(
-            code: .deadlineExceeded,
-            message: "no answer within the deadline of \(deadline)"
-          )
-          if calls.abandon(frame.requestID, with: error) {
-            handler.value.send(WireFrame(requestID: frame.requestID, message: .cancel))
-          }
-        }
-        calls.attach(timer: timer, to: frame.requestID)
-      }
-    }
+    channel.eventLoop.execute { handler.value.send(frame) }
   }
 
   private func cancel(_ id: UInt32, with error: RPCError) {

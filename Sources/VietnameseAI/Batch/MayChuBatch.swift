@@ -233,6 +233,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   /// method returns, if the request is refused at once).
   ///
   /// - Returns: The ticket, for ``cancel(ticket:)``.
+  @_specialize(exported:true,where DauVao == String, KetQua == String)
+  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   @discardableResult
   package func submit(
     _ dauVao: DauVao,
@@ -246,6 +248,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
 
   /// Predicts several inputs, as ``duDoanBatch(_:deadline:)``, with a completion as
   /// ``submit(_:deadline:completion:)``.
+  @_specialize(exported:true,where DauVao == String, KetQua == String)
+  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   @discardableResult
   package func submitBatch(
     _ dauVao: [DauVao],
@@ -311,6 +315,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
 
   /// Withdraws a ticket: its queued items never reach the model and its waiter receives
   /// `CancellationError`. A ticket that has already been answered is left alone.
+  @_specialize(exported:true,where DauVao == String, KetQua == String)
+  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   package func cancel(ticket id: UInt64) {
     let actions = state.withLock { $0.cancel(ticket: id) }
     perform(actions)

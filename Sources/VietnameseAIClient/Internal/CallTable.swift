@@ -21,7 +21,9 @@ final class CallTable: Sendable {
   private struct Entry {
     var call: Call
     var tokens: UInt32 = 0
-    var timer: Scheduled<Void>?
+    /// When the client stops waiting for the server: the call's deadline plus a grace.
+    var givesUpAt: NIODeadline?
+    var deadline: Duration?
   }
 
   private struct State {
@@ -45,9 +47,11 @@ final class CallTable: Sendable {
     state.withLock { $0.calls[id] == nil && !$0.abandoned.contains(id) }
   }
 
-  /// Adds a call, or says why it cannot start.
-  func register(_ id: UInt32, _ call: Call) -> RPCError? {
-    state.withLock { state in
+  /// Adds a call, or says why it cannot start. A call with a `deadline` is given up
+  /// `grace` after it by ``expire(now:)`` if the server has not answered by then.
+  func register(_ id: UInt32, _ call: Call, deadline: Duration? = nil, grace: Duration = .zero) -> RPCError? {
+    let givesUpAt = deadline.map { NIODeadline.now() + TimeAmount($0 + grace) }
+    return state.withLock { state -> RPCError? in
       if let closed = state.closed { return closed }
       if state.goingAway {
         return .unavailable("the server is shutting down (GOAWAY); open a new connection")
@@ -58,19 +62,35 @@ final class CallTable: Sendable {
           message: "\(state.limit) requests in flight, the most the server allows on one connection"
         )
       }
-      state.calls[id] = Entry(call: call)
+      state.calls[id] = Entry(call: call, givesUpAt: givesUpAt, deadline: deadline)
       return nil
     }
   }
 
-  /// Keeps the timer of a call's local deadline, so that it is cancelled with the call.
-  func attach(timer: Scheduled<Void>, to id: UInt32) {
-    let stale = state.withLock { state -> Bool in
-      guard state.calls[id] != nil else { return true }
-      state.calls[id]!.timer = timer
-      return false
+  /// Gives up the calls whose local deadline has passed: they fail with DEADLINE_EXCEEDED.
+  ///
+  /// One periodic sweep per connection replaces a timer per call: scheduling and cancelling a
+  /// timer for each of 100k calls a second costs more than the calls' own bookkeeping, and
+  /// this deadline is only a fallback for a server that does not answer.
+  ///
+  /// - Returns: The ids given up, for the caller to send `CANCEL`.
+  func expire(now: NIODeadline) -> [UInt32] {
+    let expired = state.withLock { state -> [(UInt32, Entry)] in
+      let due = state.calls.filter { $0.value.givesUpAt.map { $0 <= now } ?? false }
+      for (id, _) in due {
+        state.calls[id] = nil
+        state.abandoned.insert(id)
+      }
+      return due.map { ($0.key, $0.value) }
     }
-    if stale { timer.cancel() }
+    for (_, entry) in expired {
+      let error = RPCError(
+        code: .deadlineExceeded,
+        message: "no answer within the deadline of \(entry.deadline ?? .zero)"
+      )
+      Self.end(entry, with: .failure(error))
+    }
+    return expired.map(\.0)
   }
 
   /// Ends a call on the caller's side with `error`.
@@ -143,7 +163,6 @@ final class CallTable: Sendable {
   }
 
   private static func end(_ entry: Entry, with outcome: Result<WireMessage, RPCError>) {
-    entry.timer?.cancel()
     switch entry.call {
     case .unary(let answer):
       answer(outcome)
