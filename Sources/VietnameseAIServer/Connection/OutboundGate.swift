@@ -10,6 +10,10 @@ import VietnameseAI
 /// their way, generators wait here: the stream slows down instead of the server buffering
 /// without bound. Closing the gate fails every waiter, so generators of a closed connection
 /// stop at once.
+///
+/// Tokens also travel through the gate: ``push(_:id:)`` queues one and says whether the event
+/// loop must be asked to drain the queue, so a generator producing a burst of tokens costs the
+/// loop one scheduled job per burst rather than one per token.
 final class OutboundGate: Sendable {
   private struct State {
     var writable = true
@@ -17,8 +21,18 @@ final class OutboundGate: Sendable {
     var closed = false
     var nextWaiter: UInt64 = 0
     var waiters = Deque<(id: UInt64, continuation: CheckedContinuation<Void, any Error>)>()
+    var pending: [(id: UInt32, token: String)] = []
+    var drainScheduled = false
 
     /// Hands free slots to waiters, first come first served.
+    /// Appends a token whose slot is taken; true if a drain must be scheduled.
+    mutating func enqueue(_ token: String, id: UInt32) -> Bool {
+      pending.append((id, token))
+      if drainScheduled { return false }
+      drainScheduled = true
+      return true
+    }
+
     mutating func admitWaiters(limit: Int) -> [CheckedContinuation<Void, any Error>] {
       var admitted: [CheckedContinuation<Void, any Error>] = []
       while writable, inTransit < limit, let waiter = waiters.popFirst() {
@@ -72,13 +86,36 @@ final class OutboundGate: Sendable {
     }
   }
 
-  /// Gives a slot back once its token is written.
-  func release() {
-    let admitted = state.withLock { state in
-      state.inTransit -= 1
-      return state.admitWaiters(limit: limit)
+  /// Queues a token for the event loop to write, waiting first for a free slot if the channel
+  /// is not writable or too many tokens are on their way.
+  ///
+  /// - Returns: Whether the caller must schedule ``takePending()`` on the loop: true for the
+  ///   first token since the last drain.
+  func push(_ token: String, id: UInt32) async throws -> Bool {
+    // The common case takes the lock once: a slot is free and nobody waits before us.
+    let queued = try state.withLock { state throws -> Bool? in
+      if state.closed { throw CancellationError() }
+      guard state.writable && state.inTransit < limit && state.waiters.isEmpty else { return nil }
+      state.inTransit += 1
+      return state.enqueue(token, id: id)
+    }
+    if let queued { return queued }
+    try await acquire()
+    return state.withLock { $0.enqueue(token, id: id) }
+  }
+
+  /// Takes the queued tokens, oldest first, and frees their slots. Called on the event loop,
+  /// which writes them into the connection's buffer before anything else happens.
+  func takePending() -> [(id: UInt32, token: String)] {
+    let (tokens, admitted) = state.withLock { state in
+      let tokens = state.pending
+      state.pending.removeAll(keepingCapacity: true)
+      state.drainScheduled = false
+      state.inTransit -= tokens.count
+      return (tokens, state.admitWaiters(limit: limit))
     }
     for waiter in admitted { waiter.resume() }
+    return tokens
   }
 
   /// Follows the channel's writability.

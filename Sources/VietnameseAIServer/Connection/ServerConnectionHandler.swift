@@ -349,10 +349,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       clientID: clientID,
       generator: generator,
       onToken: { token in
-        try await gate.acquire()
-        loop.execute {
-          bound.value.write(token: token, id: id)
-          gate.release()
+        if try await gate.push(token, id: id) {
+          loop.execute { bound.value.writePendingTokens() }
         }
       },
       onDone: {
@@ -372,10 +370,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     inFlight[id] = entry
   }
 
-  private func write(token: String, id: UInt32) {
-    // Nothing to count if the stream was answered already (deadline, shutdown).
-    guard (inFlight[id]?.tokensSent &+= 1) != nil else { return }
-    send(.token(token), id: id)
+  /// Writes the tokens generators have queued since the last call, in the order they came.
+  private func writePendingTokens() {
+    for (id, token) in gate.takePending() {
+      // Nothing to count if the stream was answered already (deadline, shutdown).
+      guard (inFlight[id]?.tokensSent &+= 1) != nil else { continue }
+      send(.token(token), id: id)
+    }
   }
 
   private func streamDeadlinePassed(_ id: UInt32) {
@@ -386,6 +387,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
   /// Sends the terminal frame of request `id`, unless it was answered already.
   private func finish(_ id: UInt32, with outcome: Result<WireMessage, any Error>) {
+    if case .stream = inFlight[id]?.work {
+      // A stream's last tokens may still be queued: they go before its end.
+      writePendingTokens()
+    }
     guard let entry = inFlight.removeValue(forKey: id) else { return }
     entry.deadlineTimer?.cancel()
     switch outcome {
