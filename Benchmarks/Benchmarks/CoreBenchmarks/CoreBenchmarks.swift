@@ -30,6 +30,20 @@ private func decide(_ limiter: BoGioiHanTocDo, ids: [String], decisions: Int, th
   }
 }
 
+/// A started batcher around an identity model, so that what is measured is the batcher alone:
+/// enqueue, dispatch into a batch, the worker task, and answering the caller.
+private func identityBatcher<T: Sendable>(_: T.Type, timeoutBatch: Duration = .zero) -> MayChuBatch<T, T> {
+  let batcher = MayChuBatch<T, T>(
+    hamDuDoan: { $0 },
+    kichThuocBatch: 32,
+    timeoutBatch: timeoutBatch,
+    soWorker: 2,
+    toiDaCho: 100_000
+  )
+  try! batcher.batDau()
+  return batcher
+}
+
 let benchmarks: @Sendable () -> Void = {
   let configuration = Benchmark.Configuration(
     metrics: [.wallClock, .throughput, .mallocCountTotal],
@@ -52,5 +66,56 @@ let benchmarks: @Sendable () -> Void = {
         }
       }
     }
+  }
+
+  // Batcher overhead, enqueue to answer, with a model that costs nothing. `String` hits the
+  // prespecialised path that the server's text models use; `Int` shows a user type that the
+  // batcher serves through unspecialised generic code.
+  let batcherConfiguration = Benchmark.Configuration(
+    metrics: [.wallClock, .throughput, .mallocCountTotal],
+    scalingFactor: .kilo,
+    maxDuration: .seconds(5),
+    maxIterations: 100
+  )
+  Benchmark("batcher duDoan, one caller (String)", configuration: batcherConfiguration) { benchmark in
+    let batcher = identityBatcher(String.self)
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations { blackHole(try await batcher.duDoan("x")) }
+    benchmark.stopMeasurement()
+    await batcher.dung()
+  }
+  Benchmark("batcher duDoan, one caller (Int)", configuration: batcherConfiguration) { benchmark in
+    let batcher = identityBatcher(Int.self)
+    benchmark.startMeasurement()
+    for index in benchmark.scaledIterations { blackHole(try await batcher.duDoan(index)) }
+    benchmark.stopMeasurement()
+    await batcher.dung()
+  }
+  Benchmark("batcher duDoan, 64 concurrent callers (String)", configuration: batcherConfiguration) {
+    benchmark in
+    let batcher = identityBatcher(String.self)
+    let perCaller = benchmark.scaledIterations.count / 64
+    benchmark.startMeasurement()
+    await withTaskGroup(of: Void.self) { group in
+      for _ in 0..<64 {
+        group.addTask {
+          for _ in 0..<perCaller { blackHole(try? await batcher.duDoan("x")) }
+        }
+      }
+    }
+    benchmark.stopMeasurement()
+    blackHole(batcher.layThongKe().batchSizeTB)
+    await batcher.dung()
+  }
+  Benchmark("batcher duDoanBatch of 32 (String), per input", configuration: batcherConfiguration) {
+    benchmark in
+    let batcher = identityBatcher(String.self)
+    let inputs = Array(repeating: "x", count: 32)
+    benchmark.startMeasurement()
+    for _ in 0..<(benchmark.scaledIterations.count / 32) {
+      blackHole(try await batcher.duDoanBatch(inputs))
+    }
+    benchmark.stopMeasurement()
+    await batcher.dung()
   }
 }
