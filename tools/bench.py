@@ -85,7 +85,7 @@ def machine():
                     break
     except OSError:
         pass
-    swift = run(["swift", "--version"]).splitlines()[0] if True else ""
+    swift = run(["swift", "--version"]).splitlines()[0]
     return "%d cores (%s), %s memory, %s, %s" % (cores, model, memory, platform.platform(), swift)
 
 
@@ -272,6 +272,12 @@ def write_report(args, rows, batching, idle, commands, rss):
     add("Commands (ports are chosen at run time):")
     add("")
     add("```")
+    add("# servers")
+    add("rpc-server --port 0 " + " ".join(SERVER_FLAGS))
+    add("rpc-server --port 0 " + " ".join(BATCH_SERVER_FLAGS) + "   # batching-sim-256")
+    add("nio-echo serve --port 0")
+    add("grpc-peer serve --port 0")
+    add("# load")
     for command in commands:
         add(command)
     add("```")
