@@ -309,8 +309,10 @@ public final class RPCClient: Sendable {
   private func call(_ message: WireMessage, deadline: Duration?) async throws -> WireMessage {
     let id = nextRequestID()
     return try await withTaskCancellationHandler {
-      try await withCheckedThrowingContinuation {
-        (continuation: CheckedContinuation<WireMessage, any Error>) in
+      // Unsafe rather than checked: the call table resumes each continuation exactly once,
+      // and the checked variant costs an allocation per call.
+      try await withUnsafeThrowingContinuation {
+        (continuation: UnsafeContinuation<WireMessage, any Error>) in
         let answer: CallTable.Call = .unary({ continuation.resume(with: $0.mapError { $0 }) })
         if let refusal = calls.register(id, answer, deadline: deadline, grace: Self.deadlineGrace) {
           continuation.resume(throwing: refusal)
@@ -329,6 +331,12 @@ public final class RPCClient: Sendable {
   }
 
   private func send(_ frame: WireFrame) {
+    // A caller already on the connection's loop (the usual case once a task has been resumed
+    // by an answer, with the loops as Swift's executor) writes at once.
+    if channel.eventLoop.inEventLoop {
+      handler.value.send(frame)
+      return
+    }
     let handler = self.handler
     channel.eventLoop.execute { handler.value.send(frame) }
   }

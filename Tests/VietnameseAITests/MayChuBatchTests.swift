@@ -332,6 +332,28 @@ struct MayChuBatchTests {
     #expect(server.deadlineEntries == 0)
   }
 
+  @Test("a batch about to run takes the requests that arrived after it was formed, up to its size")
+  func batchTopsUpBeforeRunning() {
+    typealias State = MayChuBatch<Int, Int>.State
+    var state = State(kichThuocBatch: 4, timeoutBatch: 0, soWorker: 1, toiDaCho: 100)
+    state.lifecycle = .running
+    let ignore: State.Waiter = .single { _ in }
+    var actions = State.Actions()
+    for ticket in 1...6 as ClosedRange<UInt64> {
+      #expect(state.admit(count: 1) == nil)
+      let step = state.enqueue(ticket: ticket, waiter: ignore, inputs: [Int(ticket)], deadline: nil, now: 0)
+      actions.batches += step.batches
+    }
+    // The first request found the worker free and formed a batch alone; five wait.
+    #expect(actions.batches.map { $0.map(\.input) } == [[1]])
+    var batch = actions.batches[0]
+    _ = state.topUp(&batch, now: 0)
+    #expect(batch.map(\.input) == [1, 2, 3, 4])
+    #expect(state.liveQueued == 2)
+    let statistics = state.snapshot(now: 1)
+    #expect(statistics.batchSizeTB == 4)
+  }
+
   @Test("a deadline of zero or less fails at once")
   func nonPositiveDeadline() async throws {
     let server = MayChuBatch(moHinh: Doubler(), timeoutBatch: .zero)

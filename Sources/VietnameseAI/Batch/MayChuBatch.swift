@@ -185,7 +185,9 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   public func duDoan(_ dauVao: DauVao, deadline: Duration? = nil) async throws -> KetQua {
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
     return try await withTaskCancellationHandler {
-      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<KetQua, any Error>) in
+      // Unsafe rather than checked: the state machine answers each ticket exactly once, and
+      // the checked variant costs an allocation per request.
+      try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<KetQua, any Error>) in
         submit(
           ticket: id,
           waiter: .single { continuation.resume(with: $0) },
@@ -211,7 +213,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     if dauVao.isEmpty { return [] }
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
     return try await withTaskCancellationHandler {
-      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[KetQua], any Error>) in
+      try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[KetQua], any Error>) in
         submit(
           ticket: id,
           waiter: .group({ continuation.resume(with: $0) }, State.GroupResults(count: dauVao.count)),
@@ -346,6 +348,11 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
 
   /// Runs one batch on the model and answers its requests.
   private func run(_ batch: [State.Item]) async {
+    var batch = batch
+    if batch.count < kichThuocBatch {
+      let actions = state.withLock { $0.topUp(&batch, now: clock.nowNanoseconds()) }
+      perform(actions)
+    }
     let inputs = batch.map(\.input)
     let result: Result<[KetQua], VietnameseAIError>
     do {

@@ -54,6 +54,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private var registered = false
   private var readHeld = false
   private var handshakeTimer: Scheduled<Void>?
+  /// Calls into the core under way on this handler's stack; see ``intoCore(_:)``.
+  private var coreCalls = 0
 
   init(core: ServerCore, registry: ConnectionRegistry, logger: Logger) {
     self.core = core
@@ -113,7 +115,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     // The client is gone: nobody waits for these answers, so free the queue and the streams.
     let abandoned = inFlight
     inFlight.removeAll()
-    for entry in abandoned.values { Self.cancelWork(of: entry) }
+    for entry in abandoned.values { cancelWork(of: entry) }
     if !abandoned.isEmpty {
       logger.debug("connection closed with requests in flight", metadata: ["cancelled": "\(abandoned.count)"])
     }
@@ -191,7 +193,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       send(.stats(json: core.statisticsJSON()), id: id)
     case .cancel:
       // An id not in flight may have crossed its answer on the wire: ignore it.
-      if let entry = inFlight[id] { Self.cancelWork(of: entry) }
+      if let entry = inFlight[id] { cancelWork(of: entry) }
     case .ping(let value):
       send(.pong(value), id: 0)
     case .pong:
@@ -302,8 +304,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
   /// Hands a request to its model's batcher and records it as in flight.
   ///
-  /// The completion always reaches this handler through `loop.execute`, never from inside
-  /// `submit`, so the entry is in place before any answer is handled.
+  /// A completion never runs inside a call this handler makes into the core (see
+  /// ``intoCore(_:)``), so the entry is in place before any answer is handled. One that comes
+  /// from a later job on this loop (the usual case: the batch ran on this loop) is handled at
+  /// once, without another trip through the loop's queue.
   private func enqueue<Output: Sendable>(
     id: UInt32,
     model name: String,
@@ -312,8 +316,14 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   ) {
     guard let model = model(named: name, id: id), let bound, let loop = context?.eventLoop else { return }
     do {
-      let ticket = try submit(model) { result in
-        loop.execute { bound.value.finish(id, with: result.map(answer)) }
+      let ticket = try intoCore {
+        try submit(model) { result in
+          if loop.inEventLoop && bound.value.coreCalls == 0 {
+            bound.value.finish(id, with: result.map(answer))
+          } else {
+            loop.execute { bound.value.finish(id, with: result.map(answer)) }
+          }
+        }
       }
       inFlight[id] = InFlight(work: .batch(model, ticket: ticket))
     } catch {
@@ -382,7 +392,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private func streamDeadlinePassed(_ id: UInt32) {
     guard let entry = inFlight[id] else { return }
     inFlight[id]!.deadlinePassed = true
-    Self.cancelWork(of: entry)
+    cancelWork(of: entry)
   }
 
   /// Sends the terminal frame of request `id`, unless it was answered already.
@@ -409,6 +419,18 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     if phase == .draining && inFlight.isEmpty {
       close()
     }
+  }
+
+  /// Runs a call into the core (a submit, a cancel), during which completions it triggers are
+  /// deferred to the loop's queue instead of re-entering this handler.
+  private func intoCore<T>(_ body: () throws -> T) rethrows -> T {
+    coreCalls += 1
+    defer { coreCalls -= 1 }
+    return try body()
+  }
+
+  private func cancelWork(of entry: InFlight) {
+    intoCore { Self.cancelWork(of: entry) }
   }
 
   private static func cancelWork(of entry: InFlight) {
@@ -453,7 +475,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     let abandoned = inFlight
     inFlight.removeAll()
     for (id, entry) in abandoned.sorted(by: { $0.key < $1.key }) {
-      Self.cancelWork(of: entry)
+      cancelWork(of: entry)
       let message = "server shut down before the request finished"
       send(.error(WireMessage.ErrorInfo(code: .unavailable, message: message)), id: id)
     }
