@@ -77,6 +77,7 @@ let package = Package(
       dependencies: [
         "VietnameseAI",
         "VietnameseAIWire",
+        .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ],

@@ -218,26 +218,23 @@ public final class RPCClient: Sendable {
   /// - Returns: The tokens, in order. The sequence ends when the server sends `STREAM_END`
   ///   and throws ``RPCError`` if the stream fails. Stopping iteration cancels the stream on
   ///   the server.
-  public func stream(prompt: String, model: String = "", deadline: Duration? = nil)
-    -> AsyncThrowingStream<String, any Error>
-  {
-    let (tokens, continuation) = AsyncThrowingStream<String, any Error>.makeStream()
+  public func stream(prompt: String, model: String = "", deadline: Duration? = nil) -> RPCTokenStream {
+    let buffer = TokenBuffer()
     let id = nextRequestID()
+    let cancel: @Sendable () -> Void = { [weak self] in self?.cancel(id, with: .cancelledByCaller) }
+    let tokens = RPCTokenStream(consumer: .init(buffer: buffer, cancel: cancel))
     let milliseconds: UInt32
     do {
       milliseconds = try Self.milliseconds(deadline)
     } catch {
-      continuation.finish(throwing: error)
+      buffer.finish(.failure(error))
       return tokens
     }
-    if let refusal = calls.register(id, .stream(continuation), deadline: deadline, grace: Self.deadlineGrace)
-    {
-      continuation.finish(throwing: refusal)
+    if let refusal = calls.register(id, .stream(buffer), deadline: deadline, grace: Self.deadlineGrace) {
+      buffer.finish(.failure(refusal))
       return tokens
     }
-    continuation.onTermination = { [weak self] termination in
-      if case .cancelled = termination { self?.cancel(id, with: .cancelledByCaller) }
-    }
+    buffer.cancelsWith(cancel)
     let request = WireMessage.StreamOpen(deadlineMilliseconds: milliseconds, model: model, prompt: prompt)
     send(WireFrame(requestID: id, message: .streamOpen(request)))
     return tokens

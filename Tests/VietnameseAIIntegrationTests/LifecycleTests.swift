@@ -52,6 +52,31 @@ struct LifecycleTests {
     }
   }
 
+  @Test("cancelling the task that reads a stream, or dropping an unread stream, cancels it on the server")
+  func cancelStreamByTaskOrDrop() async throws {
+    try await TestServer.with { server in
+      let client = try await server.connect()
+      let reader = Task {
+        var received = 0
+        for try await _ in client.stream(prompt: "", model: "endless") { received += 1 }
+        return received
+      }
+      try await eventually("the stream runs") { (try? server.statistics().stream["client_hien_tai"]) == 1 }
+      reader.cancel()
+      await expectRPCError(.cancelled) { try await reader.value }
+      do {
+        // Never iterated: released at the end of this scope.
+        _ = client.stream(prompt: "", model: "endless")
+      }
+      try await eventually("both streams ended on the server") {
+        let stream = try? server.statistics().stream
+        return stream?["client_hien_tai"] == 0 && stream?["cancelled"] == 2
+      }
+      #expect(try await client.predict(model: "echo", input: "tiếp") == "tiếp")
+      await client.close()
+    }
+  }
+
   @Test("a client that disconnects cancels its queued requests and its streams")
   func disconnectCancels() async throws {
     let gate = Gate()

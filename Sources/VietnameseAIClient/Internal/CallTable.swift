@@ -15,7 +15,7 @@ final class CallTable: Sendable {
     /// Answered by one terminal message.
     case unary(@Sendable (Result<WireMessage, RPCError>) -> Void)
     /// Tokens, then `STREAM_END` or `ERROR`.
-    case stream(AsyncThrowingStream<String, any Error>.Continuation)
+    case stream(TokenBuffer)
   }
 
   private struct Entry {
@@ -110,12 +110,12 @@ final class CallTable: Sendable {
 
   /// A `TOKEN` for stream `id`.
   func token(_ token: String, for id: UInt32) {
-    let continuation = state.withLock { state -> AsyncThrowingStream<String, any Error>.Continuation? in
-      guard let entry = state.calls[id], case .stream(let continuation) = entry.call else { return nil }
+    let buffer = state.withLock { state -> TokenBuffer? in
+      guard let entry = state.calls[id], case .stream(let buffer) = entry.call else { return nil }
       state.calls[id]!.tokens &+= 1
-      return continuation
+      return buffer
     }
-    continuation?.yield(token)
+    buffer?.append(token)
   }
 
   /// The terminal frame of call `id`.
@@ -166,23 +166,25 @@ final class CallTable: Sendable {
     switch entry.call {
     case .unary(let answer):
       answer(outcome)
-    case .stream(let continuation):
+    case .stream(let buffer):
       switch outcome {
       case .success(.streamEnd(let count)) where count != entry.tokens:
-        continuation.finish(
-          throwing: RPCError(
-            code: .protocolError,
-            message: "the server counted \(count) tokens but \(entry.tokens) arrived"
+        buffer.finish(
+          .failure(
+            RPCError(
+              code: .protocolError,
+              message: "the server counted \(count) tokens but \(entry.tokens) arrived"
+            )
           )
         )
       case .success(.streamEnd):
-        continuation.finish()
+        buffer.finish(.success(()))
       case .success(let message):
-        continuation.finish(
-          throwing: RPCError(code: .protocolError, message: "a stream was answered with \(message.type.name)")
+        buffer.finish(
+          .failure(RPCError(code: .protocolError, message: "a stream was answered with \(message.type.name)"))
         )
       case .failure(let error):
-        continuation.finish(throwing: error)
+        buffer.finish(.failure(error))
       }
     }
   }

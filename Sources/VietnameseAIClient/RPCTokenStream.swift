@@ -1,0 +1,149 @@
+import DequeModule
+import VietnameseAI
+
+/// The tokens of one stream, as returned by ``RPCClient/stream(prompt:model:deadline:)``.
+///
+/// Iterate it once. It ends when the server sends `STREAM_END` and throws ``RPCError`` if
+/// the stream fails. Dropping it before the end (breaking out of the loop, or never
+/// iterating it), or cancelling the iterating task, cancels the stream on the server.
+///
+/// The event loop appends tokens as they are read; the consumer takes everything buffered in
+/// one step and then reads its own copy without locking, so a fast stream costs one lock and at
+/// most one wake-up per network read rather than per token. Tokens the caller has not read yet
+/// are buffered without bound: the server is held back by TCP flow control only once the
+/// client stops reading its socket.
+public struct RPCTokenStream: AsyncSequence, Sendable {
+  public typealias Element = String
+  public typealias Failure = any Error
+
+  let consumer: Consumer
+
+  public func makeAsyncIterator() -> Iterator {
+    Iterator(consumer: consumer)
+  }
+
+  public struct Iterator: AsyncIteratorProtocol {
+    let consumer: Consumer
+    private var ready: Deque<String> = []
+
+    init(consumer: Consumer) {
+      self.consumer = consumer
+    }
+
+    public mutating func next() async throws -> String? {
+      if let token = ready.popFirst() { return token }
+      switch try await consumer.buffer.take() {
+      case .tokens(let tokens):
+        ready = tokens
+        return ready.popFirst()
+      case .end:
+        return nil
+      }
+    }
+  }
+
+  /// The reading end. When the last copy of the stream and its iterators is released before
+  /// the stream ended, the stream is cancelled.
+  final class Consumer: Sendable {
+    let buffer: TokenBuffer
+    let cancel: @Sendable () -> Void
+
+    init(buffer: TokenBuffer, cancel: @escaping @Sendable () -> Void) {
+      self.buffer = buffer
+      self.cancel = cancel
+    }
+
+    deinit {
+      if !buffer.isFinished { cancel() }
+    }
+  }
+}
+
+/// Tokens on their way from the event loop to the consumer of one stream.
+final class TokenBuffer: Sendable {
+  enum Taken {
+    case tokens(Deque<String>)
+    case end
+  }
+
+  private struct State {
+    var tokens: Deque<String> = []
+    var end: Result<Void, any Error>?
+    var endDelivered = false
+    var waiter: UnsafeContinuation<Taken, any Error>?
+  }
+
+  private let state = Locked(State())
+  /// Called when the consuming task is cancelled while it waits.
+  private let onCancel: Locked<(@Sendable () -> Void)?> = Locked(nil)
+
+  /// Sets what a cancelled consumer does: cancel the stream, which finishes this buffer.
+  func cancelsWith(_ cancel: @escaping @Sendable () -> Void) {
+    onCancel.withLock { $0 = cancel }
+  }
+
+  /// Whether the stream has ended (its end may not have been read yet).
+  var isFinished: Bool { state.withLock { $0.end != nil } }
+
+  /// A token from the loop.
+  func append(_ token: String) {
+    let waiter = state.withLock { state -> UnsafeContinuation<Taken, any Error>? in
+      guard state.end == nil else { return nil }
+      guard let waiter = state.waiter else {
+        state.tokens.append(token)
+        return nil
+      }
+      state.waiter = nil
+      return waiter
+    }
+    waiter?.resume(returning: .tokens([token]))
+  }
+
+  /// Ends the stream; tokens already buffered are still read first. Only the first call counts.
+  func finish(_ result: Result<Void, any Error>) {
+    let waiter = state.withLock { state -> UnsafeContinuation<Taken, any Error>? in
+      guard state.end == nil else { return nil }
+      state.end = result
+      defer { state.waiter = nil }
+      if state.waiter != nil { state.endDelivered = true }
+      return state.waiter
+    }
+    waiter?.resume(with: result.map { .end })
+  }
+
+  /// Everything buffered, or the end, waiting if there is neither.
+  func take() async throws -> Taken {
+    if let ready = try state.withLock({ state throws -> Taken? in try Self.takeReady(&state) }) {
+      return ready
+    }
+    return try await withTaskCancellationHandler {
+      try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Taken, any Error>) in
+        let ready = state.withLock { state -> Result<Taken, any Error>? in
+          do {
+            if let ready = try Self.takeReady(&state) { return .success(ready) }
+          } catch {
+            return .failure(error)
+          }
+          state.waiter = continuation
+          return nil
+        }
+        if let ready { continuation.resume(with: ready) }
+      }
+    } onCancel: {
+      // Cancelling the stream finishes this buffer (with `cancelled`), which wakes the waiter.
+      onCancel.withLock { $0 }?()
+    }
+  }
+
+  private static func takeReady(_ state: inout State) throws -> Taken? {
+    if !state.tokens.isEmpty {
+      defer { state.tokens = [] }
+      return .tokens(state.tokens)
+    }
+    guard let end = state.end else { return nil }
+    if state.endDelivered { return .end }
+    state.endDelivered = true
+    try end.get()
+    return .end
+  }
+}
