@@ -207,11 +207,14 @@ public final class MayChuStream: Sendable {
   /// As ``sinhCallback(_:clientID:onToken:onDone:onError:)``, with `generator` producing the
   /// tokens instead of the server's own. A front end that serves several generators shares
   /// one server, so that the client cap, the timeout and the statistics cover all of them.
+  /// `executor`, if given, runs the generator's task (a network front end passes its
+  /// connection's event loop, so tokens are produced where they are written).
   @discardableResult
   package func sinhCallback(
     _ prompt: String,
     clientID: String?,
     generator: TokenGenerator?,
+    executor: (any TaskExecutor)? = nil,
     onToken: @escaping @Sendable (String) async throws -> Void,
     onDone: @escaping @Sendable () -> Void,
     onError: @escaping @Sendable (any Error) -> Void
@@ -222,7 +225,15 @@ public final class MayChuStream: Sendable {
       case .failure(let error): onError(error)
       }
     }
-    switch begin(prompt: prompt, clientID: clientID, pump: generator?.pump, deliver: onToken, onEnd: ended) {
+    let started = begin(
+      prompt: prompt,
+      clientID: clientID,
+      pump: generator?.pump,
+      executor: executor,
+      deliver: onToken,
+      onEnd: ended
+    )
+    switch started {
     case .success(let session):
       return PhienStream(session: session)
     case .failure(let error):
@@ -256,12 +267,14 @@ public final class MayChuStream: Sendable {
   ///
   /// - Parameters:
   ///   - override: The generator to run instead of the server's own.
+  ///   - executor: Where the generator's task prefers to run; `nil` for the default.
   ///   - deliver: Receives each token, after pacing; may suspend to apply backpressure.
   ///   - onEnd: Called exactly once when the stream ends, after its slot is freed.
   func begin(
     prompt: String,
     clientID: String?,
     pump override: Pump? = nil,
+    executor: (any TaskExecutor)? = nil,
     deliver: @escaping @Sendable (String) async throws -> Void,
     onEnd: @escaping @Sendable (Result<Void, any Error>) -> Void
   ) -> Result<StreamSession, VietnameseAIError> {
@@ -291,7 +304,7 @@ public final class MayChuStream: Sendable {
     let session = StreamSession(server: self, clientID: clientID, startedAt: startedAt, onEnd: onEnd)
     let pace = tocDoToken.nanoseconds
     let pump = override ?? self.pump
-    let producer = Task { [clock] in
+    let producer = Task(executorPreference: executor) { [clock] in
       var lastToken: Int64?
       var unpaced = 0
       do {
