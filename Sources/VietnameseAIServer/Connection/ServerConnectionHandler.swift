@@ -362,7 +362,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       request.prompt,
       clientID: clientID,
       generator: generator,
-      executor: executor,
+      executor: core.configuration.generatorsRunOnEventLoops ? executor : nil,
       onToken: { token in
         if try await gate.push(token, id: id) {
           loop.execute { bound.value.writePendingTokens() }
