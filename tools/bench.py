@@ -149,6 +149,8 @@ def main():
             common = ["--duration", str(args.duration), "--json", "--quiet"]
             if system == "ours":
                 return [cli, "bench", "--port", str(our_port)] + flags + common
+            if system == "ours-cb":
+                return [cli, "bench", "--port", str(our_port), "--api", "callback"] + flags + common
             if system == "nio":
                 return [os.path.join(echo, "nio-echo"), "bench", "--port", str(echo_port)] + flags + common
             return [os.path.join(grpc, "grpc-peer"), "bench", "--port", str(grpc_port)] + flags + common
@@ -159,15 +161,16 @@ def main():
         for name, flags in CONFIGS:
             if args.only and args.only not in name:
                 continue
-            results = {"ours": [], "nio": [], "grpc": []}
+            systems = ("ours", "ours-cb", "nio", "grpc") if "--mode predict" in " ".join(flags) else ("ours", "nio", "grpc")
+            results = {system: [] for system in systems}
             for round_index in range(args.rounds):
-                for system in ("ours", "nio", "grpc"):
+                for system in systems:
                     command = system_command(system, flags)
                     if round_index == 0:
                         commands.append(shlex.join([os.path.relpath(command[0], ROOT)] + command[1:]))
                     report = load(command)
                     results[system].append(report)
-                    print("%-18s %-5s round %d: %8.0f calls/s  p50 %6d µs  p99 %6d µs%s" % (
+                    print("%-18s %-7s round %d: %8.0f calls/s  p50 %6d µs  p99 %6d µs%s" % (
                         name, system, round_index + 1, report["calls_per_second"], report["latency_us"]["p50"],
                         report["latency_us"]["p99"],
                         "  %9.0f tokens/s" % report["tokens_per_second"] if "tokens_per_second" in report else ""),
@@ -230,37 +233,52 @@ def write_report(args, rows, batching, idle, commands, rss):
     add("Client and server share the machine. Each figure is the median of %d runs of %.0f s, taken in "
         "turns (ours, bare NIO, gRPC, ours, ...). Reproduce with `python3 tools/bench.py`." % (args.rounds, args.duration))
     add("")
-    add("- **ours**: `rpc-server %s` loaded by `rpc-cli bench` (the Swift client SDK, async/await, a 30 s "
-        "deadline on every call)." % " ".join(SERVER_FLAGS))
+    add("- **ours**: `rpc-server %s` loaded by `rpc-cli bench` (the Swift client SDK with a 30 s "
+        "deadline on every call). *async client*: a Swift task per call slot awaiting `RPCClient.predict`; "
+        "*callback client*: `--api callback`, the SDK's completion API driven from each connection's event "
+        "loop, which is how the bare-NIO load client works. Ratios use the better of the two." % " ".join(SERVER_FLAGS))
     add("- **bare NIO**: `tools/peers/nio-echo`, length-prefixed frames with request ids, server and load client "
         "written directly on NIO channel handlers (no Swift tasks): the ceiling for this stack.")
     add("- **gRPC**: `tools/peers/grpc`, grpc-swift 2 over its HTTP/2 NIO transport, async/await client.")
     add("")
-    add("| workload | ours | bare NIO | gRPC | ours / NIO | ours / gRPC | target |")
-    add("|---|---|---|---|---|---|---|")
+    add("| workload | ours (async client) | ours (callback client) | bare NIO | gRPC | ours / NIO | ours / gRPC | target |")
+    add("|---|---|---|---|---|---|---|---|")
     targets = {
         "predict-1x1-64B": "p50 ≤ 2× NIO",
         "predict-8x16-64B": "≥ 50% NIO, ≥ 10× gRPC; p99 ≤ 3× NIO",
         "predict-8x16-4KiB": "≥ 50% NIO, ≥ 10× gRPC; p99 ≤ 3× NIO",
         "stream-100x1000": "≥ 50% NIO, ≥ 5× gRPC",
     }
+
+    def ratios(ov, cv, nv, gv, lower_is_better):
+        best = min(ov, cv) if cv is not None and lower_is_better else max(ov, cv or ov)
+        return best / max(nv, 1e-9), best / max(gv, 1e-9)
+
     for name, results in rows:
         o, n, g = results["ours"], results["nio"], results["grpc"]
+        c = results.get("ours-cb")
         if name.startswith("stream"):
             key = "tokens_per_second"
             ov, nv, gv = median(o, key), median(n, key), median(g, key)
-            add("| %s, tokens/s | %.0f | %.0f | %.0f | %.2f | %.1f× | %s |" % (name, ov, nv, gv, ov / nv, ov / gv, targets[name]))
+            add("| %s, tokens/s | %.0f | | %.0f | %.0f | %.2f | %.1f× | %s |" % (name, ov, nv, gv, ov / nv, ov / gv, targets[name]))
             continue
-        ov, nv, gv = median(o, "calls_per_second"), median(n, "calls_per_second"), median(g, "calls_per_second")
-        add("| %s, calls/s | %.0f | %.0f | %.0f | %.2f | %.1f× | %s |" % (name, ov, nv, gv, ov / nv, ov / gv, targets[name]))
+        key = "calls_per_second"
+        ov, nv, gv = median(o, key), median(n, key), median(g, key)
+        cv = median(c, key) if c else None
+        rn, rg = ratios(ov, cv, nv, gv, False)
+        add("| %s, calls/s | %.0f | %s | %.0f | %.0f | %.2f | %.1f× | %s |" % (
+            name, ov, "%.0f" % cv if cv is not None else "", nv, gv, rn, rg, targets[name]))
         for p in ("p50", "p99"):
             ov, nv, gv = median(o, "latency_us", p), median(n, "latency_us", p), median(g, "latency_us", p)
-            add("| %s, %s µs | %d | %d | %d | %.2f× | %.2f× | |" % (name, p, ov, nv, gv, ov / max(nv, 1), ov / max(gv, 1)))
+            cv = median(c, "latency_us", p) if c else None
+            rn, rg = ratios(ov, cv, nv, gv, True)
+            add("| %s, %s µs | %d | %s | %d | %d | %.2f× | %.2f× | |" % (
+                name, p, ov, "%d" % cv if cv is not None else "", nv, gv, rn, rg))
     if batching:
         rate = statistics.median(r["calls_per_second"] for r in batching)
         mean = statistics.median(r["mean_batch"] for r in batching)
         ideal = 32 / 0.0066
-        add("| batching-sim-256 (sim 5 ms + 50 µs/item, batch 32, 8×32 callers), calls/s | %.0f | | | "
+        add("| batching-sim-256 (sim 5 ms + 50 µs/item, batch 32, 8×32 callers), calls/s | %.0f | | | | "
             "%.0f%% of ideal %.0f | mean batch %.1f | ≥ 90%%, mean batch ≥ 30 |" % (rate, 100 * rate / ideal, ideal, mean))
     add("")
     if idle:

@@ -26,6 +26,24 @@ struct BenchCommand: AsyncParsableCommand {
   @Option(help: "What each call does: predict, batch or stream.")
   var mode = Mode.predict
 
+  enum API: String, ExpressibleByArgument, CaseIterable {
+    case async
+    case callback
+  }
+
+  @Option(
+    help: ArgumentHelp(
+      "The client API that makes the calls: async or callback (predict only).",
+      discussion: """
+        async: a Swift task per call slot, awaiting RPCClient's async methods, as most programs \
+        would. callback: RPCClient's completion API driven from each connection's event loop, \
+        with no task per call, which measures the server and the protocol rather than \
+        async/await.
+        """
+    )
+  )
+  var api = API.async
+
   @Option(help: "The model or generator (default: echo; syllables for streams).")
   var model: String?
 
@@ -62,6 +80,7 @@ struct BenchCommand: AsyncParsableCommand {
     }
     guard duration > 0 || count != nil else { throw ValidationError("--duration must be positive") }
     if let count, count < 1 { throw ValidationError("--count must be at least 1") }
+    if api == .callback && mode != .predict { throw ValidationError("--api callback supports --mode predict only") }
     guard payloadSize >= 0, batchSize >= 1, tokens >= 1 else {
       throw ValidationError("--payload-size must be 0 or more, --batch-size and --tokens at least 1")
     }
@@ -136,8 +155,38 @@ struct BenchCommand: AsyncParsableCommand {
         }
       }
 
+    let shouldStart: @Sendable () -> Bool = {
+      if let limit { return counters.issued.add(1, ordering: .relaxed).newValue <= limit }
+      return clock.now < end
+    }
     let tally = await withTaskGroup(of: Tally.self) { group in
-      for client in clients {
+      if api == .callback {
+        for client in clients {
+          let concurrency = self.concurrency
+          let input = ByteBuffer(bytes: payload)
+          group.addTask {
+            let load = { @Sendable in
+              CallbackLoad(
+                client: client,
+                model: model,
+                payload: input,
+                deadline: deadline,
+                counters: counters,
+                shouldStart: shouldStart
+              )
+            }
+            do {
+              return try await CallbackLoad.run(client: client, concurrency: concurrency, make: load)
+            } catch {
+              var failed = Tally()
+              failed.errors["UNKNOWN", default: 0] += 1
+              failed.lastError = "\(error)"
+              return failed
+            }
+          }
+        }
+      }
+      for client in clients where api == .async {
         for _ in 0..<concurrency {
           group.addTask {
             var tally = Tally()
@@ -199,7 +248,7 @@ struct BenchCommand: AsyncParsableCommand {
     if json {
       var document: [String: Any] = [
         "mode": mode.rawValue, "model": model, "connections": connections, "concurrency": concurrency,
-        "payload_size": payloadSize, "compress": connection.compress, "seconds": elapsed,
+        "payload_size": payloadSize, "compress": connection.compress, "seconds": elapsed, "api": api.rawValue,
         "ok": tally.ok, "errors": tally.errors, "calls_per_second": throughput,
         "latency_us": Dictionary(
           uniqueKeysWithValues: percentiles.map { ($0.0, micros($0.1)) } + [("max", tally.latencies.max)]

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 import NIOPosix
 import Synchronization
 import VietnameseAIWire
@@ -164,6 +164,45 @@ public final class RPCClient: Sendable {
   public func predict(model: String, input: String, deadline: Duration? = nil) async throws -> String {
     try Self.text(try await predict(model: model, buffer: ByteBuffer(string: input), deadline: deadline))
   }
+
+  /// Predicts one input and hands the outcome to `completion`, without a Swift task.
+  ///
+  /// For programs that live on event loops (proxies, load generators): called on the
+  /// connection's ``eventLoop``, a call costs no task, no continuation and no hand-off between
+  /// threads, and `completion` runs on that loop, where it may make the next call at once.
+  /// Called elsewhere, the request is handed to the loop. `completion` runs exactly once: on
+  /// the loop with the answer (or the connection's failure, or the local deadline), or at once
+  /// if the call cannot start. The async ``predict(model:input:deadline:)-(_,[UInt8],_)``
+  /// is the convenient form; this one is the fast one.
+  public func predict(
+    model: String,
+    input: ByteBuffer,
+    deadline: Duration? = nil,
+    completion: @escaping @Sendable (Result<ByteBuffer, RPCError>) -> Void
+  ) {
+    let milliseconds: UInt32
+    do {
+      milliseconds = try Self.milliseconds(deadline)
+    } catch {
+      return completion(.failure(error))
+    }
+    let id = nextRequestID()
+    let answer: CallTable.Call = .unary { outcome in
+      switch outcome {
+      case .success(.result(let output)): completion(.success(output))
+      case .success: completion(.failure(Self.unexpectedAnswer))
+      case .failure(let error): completion(.failure(error))
+      }
+    }
+    if let refusal = calls.register(id, answer, deadline: deadline, grace: Self.deadlineGrace) {
+      return completion(.failure(refusal))
+    }
+    let request = WireMessage.Predict(deadlineMilliseconds: milliseconds, model: model, input: input)
+    send(WireFrame(requestID: id, message: .predict(request)))
+  }
+
+  /// The event loop this connection runs on; see ``predict(model:input:deadline:completion:)``.
+  public var eventLoop: any EventLoop { channel.eventLoop }
 
   /// Predicts several inputs at once; the outputs come in the order of the inputs.
   public func predictBatch(model: String, inputs: [[UInt8]], deadline: Duration? = nil) async throws

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import TestSupport
 import Testing
 import VietnameseAI
@@ -15,6 +16,38 @@ struct RoundTripTests {
       #expect(try await client.predict(model: "echo", input: [0, 255, 7]) == [0, 255, 7])
       #expect(try await client.predict(model: "echo", input: [UInt8]()) == [])
       #expect(try await client.predict(model: "sim", input: "xin chào", deadline: .seconds(30)) == "XIN CHÀO")
+      await client.close()
+    }
+  }
+
+  @Test("the completion API answers on the connection's loop, chains calls from there, and reports errors")
+  func completionAPI() async throws {
+    try await TestServer.with { server in
+      let client = try await server.connect()
+      let loop = client.eventLoop
+      // 200 calls, each started from the previous one's completion, on the loop.
+      let chained = loop.makePromise(of: Int.self)
+      @Sendable func call(_ index: Int) {
+        client.predict(model: "echo", input: ByteBuffer(string: "câu \(index)")) { result in
+          guard loop.inEventLoop, case .success(let output) = result,
+            String(buffer: output) == "câu \(index)"
+          else { return chained.fail(RPCError(code: .internal, message: "call \(index): \(result)")) }
+          if index == 199 { chained.succeed(index + 1) } else { call(index + 1) }
+        }
+      }
+      loop.execute { call(0) }
+      #expect(try await chained.futureResult.get() == 200)
+      // From outside the loop, and errors: the server's, and one refused before sending.
+      let unknown = loop.makePromise(of: RPCError.self)
+      client.predict(model: "nope", input: ByteBuffer()) { result in
+        if case .failure(let error) = result { unknown.succeed(error) } else { unknown.fail(CancellationError()) }
+      }
+      #expect(try await unknown.futureResult.get().code == .unknownModel)
+      let expired = loop.makePromise(of: RPCError.self)
+      client.predict(model: "echo", input: ByteBuffer(), deadline: .zero) { result in
+        if case .failure(let error) = result { expired.succeed(error) } else { expired.fail(CancellationError()) }
+      }
+      #expect(try await expired.futureResult.get().code == .deadlineExceeded)
       await client.close()
     }
   }
