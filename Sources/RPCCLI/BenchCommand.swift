@@ -80,7 +80,9 @@ struct BenchCommand: AsyncParsableCommand {
     }
     guard duration > 0 || count != nil else { throw ValidationError("--duration must be positive") }
     if let count, count < 1 { throw ValidationError("--count must be at least 1") }
-    if api == .callback && mode != .predict { throw ValidationError("--api callback supports --mode predict only") }
+    if api == .callback && mode != .predict {
+      throw ValidationError("--api callback supports --mode predict only")
+    }
     guard payloadSize >= 0, batchSize >= 1, tokens >= 1 else {
       throw ValidationError("--payload-size must be 0 or more, --batch-size and --tokens at least 1")
     }

@@ -60,6 +60,9 @@ public struct RPCTokenStream: AsyncSequence, Sendable {
 }
 
 /// Tokens on their way from the event loop to the consumer of one stream.
+///
+/// The consumer's continuation only says "look again": tokens and the end always pass under
+/// the lock, so the hand-over is ordered by the lock alone (which ThreadSanitizer also sees).
 final class TokenBuffer: Sendable {
   enum Taken {
     case tokens(Deque<String>)
@@ -70,7 +73,7 @@ final class TokenBuffer: Sendable {
     var tokens: Deque<String> = []
     var end: Result<Void, any Error>?
     var endDelivered = false
-    var waiter: UnsafeContinuation<Taken, any Error>?
+    var waiter: CheckedContinuation<Void, Never>?
   }
 
   private let state = Locked(State())
@@ -87,51 +90,45 @@ final class TokenBuffer: Sendable {
 
   /// A token from the loop.
   func append(_ token: String) {
-    let waiter = state.withLock { state -> UnsafeContinuation<Taken, any Error>? in
+    let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
       guard state.end == nil else { return nil }
-      guard let waiter = state.waiter else {
-        state.tokens.append(token)
-        return nil
-      }
-      state.waiter = nil
-      return waiter
+      state.tokens.append(token)
+      defer { state.waiter = nil }
+      return state.waiter
     }
-    waiter?.resume(returning: .tokens([token]))
+    waiter?.resume()
   }
 
   /// Ends the stream; tokens already buffered are still read first. Only the first call counts.
   func finish(_ result: Result<Void, any Error>) {
-    let waiter = state.withLock { state -> UnsafeContinuation<Taken, any Error>? in
+    let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
       guard state.end == nil else { return nil }
       state.end = result
       defer { state.waiter = nil }
-      if state.waiter != nil { state.endDelivered = true }
       return state.waiter
     }
-    waiter?.resume(with: result.map { .end })
+    waiter?.resume()
   }
 
   /// Everything buffered, or the end, waiting if there is neither.
   func take() async throws -> Taken {
-    if let ready = try state.withLock({ state throws -> Taken? in try Self.takeReady(&state) }) {
-      return ready
-    }
-    return try await withTaskCancellationHandler {
-      try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Taken, any Error>) in
-        let ready = state.withLock { state -> Result<Taken, any Error>? in
-          do {
-            if let ready = try Self.takeReady(&state) { return .success(ready) }
-          } catch {
-            return .failure(error)
-          }
-          state.waiter = continuation
-          return nil
-        }
-        if let ready { continuation.resume(with: ready) }
+    while true {
+      if let ready = try state.withLock({ state throws -> Taken? in try Self.takeReady(&state) }) {
+        return ready
       }
-    } onCancel: {
-      // Cancelling the stream finishes this buffer (with `cancelled`), which wakes the waiter.
-      onCancel.withLock { $0 }?()
+      await withTaskCancellationHandler {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+          let ready = state.withLock { state -> Bool in
+            if !state.tokens.isEmpty || state.end != nil { return true }
+            state.waiter = continuation
+            return false
+          }
+          if ready { continuation.resume() }
+        }
+      } onCancel: {
+        // Cancelling the stream finishes this buffer (with `cancelled`), which wakes the waiter.
+        onCancel.withLock { $0 }?()
+      }
     }
   }
 

@@ -40,12 +40,20 @@ struct RoundTripTests {
       // From outside the loop, and errors: the server's, and one refused before sending.
       let unknown = loop.makePromise(of: RPCError.self)
       client.predict(model: "nope", input: ByteBuffer()) { result in
-        if case .failure(let error) = result { unknown.succeed(error) } else { unknown.fail(CancellationError()) }
+        if case .failure(let error) = result {
+          unknown.succeed(error)
+        } else {
+          unknown.fail(CancellationError())
+        }
       }
       #expect(try await unknown.futureResult.get().code == .unknownModel)
       let expired = loop.makePromise(of: RPCError.self)
       client.predict(model: "echo", input: ByteBuffer(), deadline: .zero) { result in
-        if case .failure(let error) = result { expired.succeed(error) } else { expired.fail(CancellationError()) }
+        if case .failure(let error) = result {
+          expired.succeed(error)
+        } else {
+          expired.fail(CancellationError())
+        }
       }
       #expect(try await expired.futureResult.get().code == .deadlineExceeded)
       await client.close()

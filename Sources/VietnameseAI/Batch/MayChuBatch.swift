@@ -185,9 +185,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   public func duDoan(_ dauVao: DauVao, deadline: Duration? = nil) async throws -> KetQua {
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
     return try await withTaskCancellationHandler {
-      // Unsafe rather than checked: the state machine answers each ticket exactly once, and
-      // the checked variant costs an allocation per request.
-      try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<KetQua, any Error>) in
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<KetQua, any Error>) in
         submit(
           ticket: id,
           waiter: .single { continuation.resume(with: $0) },
@@ -213,7 +211,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     if dauVao.isEmpty { return [] }
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
     return try await withTaskCancellationHandler {
-      try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<[KetQua], any Error>) in
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[KetQua], any Error>) in
         submit(
           ticket: id,
           waiter: .group({ continuation.resume(with: $0) }, State.GroupResults(count: dauVao.count)),
