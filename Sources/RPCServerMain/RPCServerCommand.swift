@@ -186,7 +186,6 @@ struct RPCServerCommand: AsyncParsableCommand {
     configuration.maxFrameSize = maxFrameSize
     configuration.compressionThreshold = compressionThreshold
     configuration.allowsCompression = !noCompression
-    configuration.generatorsRunOnEventLoops = !poolExecutor
     configuration.maxConnections = maxConnections
     configuration.maxConcurrentRequests = maxConcurrentRequests
     configuration.handshakeTimeout = try seconds(handshakeTimeout, "--handshake-timeout")

@@ -34,12 +34,6 @@ extension RPCServer {
     public var streaming = Streaming()
     /// The event loops to serve on; `nil` uses NIO's shared group (one loop per core).
     public var eventLoopGroup: (any EventLoopGroup)?
-    /// Whether stream generators run on their connection's event loop (a task executor
-    /// preference) rather than wherever Swift schedules tasks. On by default: a token is then
-    /// produced, queued and written on one thread, which nearly doubles streaming throughput
-    /// when the loops also serve as Swift's global executor. Turn it off for generators that
-    /// hold the CPU for long without suspending, so they cannot delay a loop's I/O.
-    public var generatorsRunOnEventLoops = true
 
     public init() {}
 

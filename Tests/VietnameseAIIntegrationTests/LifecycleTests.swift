@@ -77,6 +77,34 @@ struct LifecycleTests {
     }
   }
 
+  @Test(
+    "an unpaced stream leaves its connection serving other requests while it runs",
+    .timeLimit(.minutes(2))
+  )
+  func unpacedStreamDoesNotStarve() async throws {
+    // Long enough to outlast the requests below by far, even under ThreadSanitizer; a server
+    // whose loop the generator monopolised would answer them only after the stream ended.
+    let flood = ServedGenerator(
+      name: "flood",
+      generator: TokenGenerator { (_: String) in (0..<2_000_000).lazy.map { _ in "x" } }
+    )
+    try await TestServer.with(generators: [flood]) { server in
+      let client = try await server.connect()
+      let reader = Task {
+        for try await _ in client.stream(prompt: "", model: "flood") {}
+      }
+      try await eventually("the stream runs") { (try? server.statistics().stream["tokens_sent"]) ?? 0 > 1000 }
+      let other = try await server.connect(clientID: "other")
+      #expect(try await other.predict(model: "echo", input: "khác") == "khác")
+      #expect(try await client.predict(model: "echo", input: "vẫn phục vụ") == "vẫn phục vụ")
+      #expect(try server.statistics().stream["client_hien_tai"] == 1, "the stream ended first")
+      reader.cancel()
+      _ = try? await reader.value
+      await other.close()
+      await client.close()
+    }
+  }
+
   @Test("a client that disconnects cancels its queued requests and its streams")
   func disconnectCancels() async throws {
     let gate = Gate()

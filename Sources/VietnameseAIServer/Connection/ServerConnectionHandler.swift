@@ -51,10 +51,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private var clientID = ""
   private var context: ChannelHandlerContext?
   private var bound: NIOLoopBound<ServerConnectionHandler>?
-  /// The connection's loop as a task executor, for its stream generators; made on first use.
-  private lazy var executor: EventLoopTaskExecutor? = context.map {
-    EventLoopTaskExecutor(loop: $0.eventLoop)
-  }
   private var registered = false
   private var readHeld = false
   private var handshakeTimer: Scheduled<Void>?
@@ -362,7 +358,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       request.prompt,
       clientID: clientID,
       generator: generator,
-      executor: core.configuration.generatorsRunOnEventLoops ? executor : nil,
+      executor: GeneratorExecutor.shared,
       onToken: { token in
         if try await gate.push(token, id: id) {
           loop.execute { bound.value.writePendingTokens() }
