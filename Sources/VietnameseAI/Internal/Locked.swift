@@ -1,4 +1,4 @@
-import Synchronization
+package import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -14,18 +14,22 @@ import Synchronization
 /// `__tsan_acquire` right after the lock is taken and `__tsan_release` right before it is let
 /// go, on the mutex's own address. Outside a TSan build those functions do not exist and the
 /// cost is one predictable branch.
+///
+/// Inlinable, so that the server and client modules get it specialised for their own states:
+/// called through its generic entry point, every lock costs generic metadata look-ups.
 package struct Locked<Value: ~Copyable>: ~Copyable {
-  private let mutex: Mutex<Value>
+  @usableFromInline let mutex: Mutex<Value>
   /// Copied from the process-wide lookup so that the hot path reads a stored property rather
   /// than going through a lazily initialised global.
-  private let annotations = ThreadSanitizer.annotations
+  @usableFromInline let annotations = ThreadSanitizer.annotations
 
+  @inlinable
   package init(_ value: consuming sending Value) {
     mutex = Mutex(value)
   }
 
   /// Runs `body` with exclusive access to the value.
-  @inline(__always)
+  @inlinable @inline(__always)
   package borrowing func withLock<Result: ~Copyable, E: Error>(
     _ body: (inout sending Value) throws(E) -> sending Result
   ) throws(E) -> sending Result {
@@ -40,16 +44,18 @@ package struct Locked<Value: ~Copyable>: ~Copyable {
 }
 
 /// The Thread Sanitizer's annotation functions, when the process runs under TSan.
+@usableFromInline
 enum ThreadSanitizer {
-  typealias Annotation = @convention(c) (UnsafeMutableRawPointer?) -> Void
+  @usableFromInline typealias Annotation = @convention(c) (UnsafeMutableRawPointer?) -> Void
 
+  @usableFromInline
   struct Annotations: Sendable {
-    let acquire: Annotation
-    let release: Annotation
+    @usableFromInline let acquire: Annotation
+    @usableFromInline let release: Annotation
   }
 
   /// `nil` unless the TSan runtime is loaded.
-  static let annotations: Annotations? = {
+  @usableFromInline static let annotations: Annotations? = {
     #if canImport(Glibc)
       let process = dlopen(nil, RTLD_NOW)
       guard let acquire = dlsym(process, "__tsan_acquire"), let release = dlsym(process, "__tsan_release")
