@@ -1,5 +1,5 @@
 public import Testing
-import VietnameseAI
+@_spi(Locking) import VietnameseAI
 
 /// Waits until `condition` holds, polling; records an issue and throws after `timeout`.
 ///

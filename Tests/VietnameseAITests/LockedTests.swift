@@ -1,6 +1,6 @@
 import Testing
 
-@testable import VietnameseAI
+@_spi(Locking) @testable import VietnameseAI
 
 #if canImport(Glibc)
   import Glibc

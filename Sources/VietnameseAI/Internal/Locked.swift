@@ -1,4 +1,4 @@
-package import Synchronization
+public import Synchronization
 
 #if canImport(Glibc)
   import Glibc
@@ -16,21 +16,24 @@ package import Synchronization
 /// cost is one predictable branch.
 ///
 /// Inlinable, so that the server and client modules get it specialised for their own states:
-/// called through its generic entry point, every lock costs generic metadata look-ups.
-package struct Locked<Value: ~Copyable>: ~Copyable {
+/// called through its generic entry point, every lock costs generic metadata look-ups. That
+/// takes `public`: the compiler does not inline a `package` declaration into another module.
+/// It is SPI, not API: only the package's own modules import `@_spi(Locking)`.
+@_spi(Locking)
+public struct Locked<Value: ~Copyable>: ~Copyable, Sendable {
   @usableFromInline let mutex: Mutex<Value>
   /// Copied from the process-wide lookup so that the hot path reads a stored property rather
   /// than going through a lazily initialised global.
   @usableFromInline let annotations = ThreadSanitizer.annotations
 
   @inlinable
-  package init(_ value: consuming sending Value) {
+  public init(_ value: consuming sending Value) {
     mutex = Mutex(value)
   }
 
   /// Runs `body` with exclusive access to the value.
   @inlinable @inline(__always)
-  package borrowing func withLock<Result: ~Copyable, E: Error>(
+  public borrowing func withLock<Result: ~Copyable, E: Error>(
     _ body: (inout sending Value) throws(E) -> sending Result
   ) throws(E) -> sending Result {
     try mutex.withLock { (value: inout sending Value) throws(E) -> sending Result in

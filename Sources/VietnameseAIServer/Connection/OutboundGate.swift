@@ -1,5 +1,5 @@
 import DequeModule
-import VietnameseAI
+@_spi(Locking) import VietnameseAI
 
 /// Lets generator tasks hand tokens to a connection's event loop without outrunning the
 /// socket.
