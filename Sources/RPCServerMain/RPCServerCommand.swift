@@ -113,7 +113,8 @@ struct RPCServerCommand: AsyncParsableCommand {
       discussion: """
         By default the event loops also serve as Swift's global executor, so a request is \
         read, batched, computed and answered on one thread with no hand-off between threads \
-        (each costs ~10 µs). A model that holds the CPU for long without suspending would \
+        (each costs ~10 µs), and streams of plain-sequence generators are pulled on the \
+        loops. A model or generator that holds the CPU for long without suspending would \
         then delay the I/O of other connections on its loop: use this flag for such models.
         """
     )
@@ -186,6 +187,7 @@ struct RPCServerCommand: AsyncParsableCommand {
     configuration.maxFrameSize = maxFrameSize
     configuration.compressionThreshold = compressionThreshold
     configuration.allowsCompression = !noCompression
+    configuration.generatorsRunOnEventLoops = !poolExecutor
     configuration.maxConnections = maxConnections
     configuration.maxConcurrentRequests = maxConcurrentRequests
     configuration.handshakeTimeout = try seconds(handshakeTimeout, "--handshake-timeout")

@@ -1,5 +1,5 @@
 import DequeModule
-import VietnameseAI
+@_spi(Locking) import VietnameseAI
 
 /// The tokens of one stream, as returned by ``RPCClient/stream(prompt:model:deadline:)``.
 ///
@@ -71,6 +71,8 @@ final class TokenBuffer: Sendable {
 
   private struct State {
     var tokens: Deque<String> = []
+    /// Every token that arrived, to check the count `STREAM_END` gives.
+    var received: UInt32 = 0
     var end: Result<Void, any Error>?
     var endDelivered = false
     var waiter: CheckedContinuation<Void, Never>?
@@ -88,11 +90,33 @@ final class TokenBuffer: Sendable {
   /// Whether the stream has ended (its end may not have been read yet).
   var isFinished: Bool { state.withLock { $0.end != nil } }
 
-  /// A token from the loop.
-  func append(_ token: String) {
+  /// Tokens from the loop: a run of one stream's tokens from one read, under one lock.
+  func append(contentsOf tokens: [String]) {
     let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
       guard state.end == nil else { return nil }
-      state.tokens.append(token)
+      state.tokens.append(contentsOf: tokens)
+      state.received &+= UInt32(truncatingIfNeeded: tokens.count)
+      defer { state.waiter = nil }
+      return state.waiter
+    }
+    waiter?.resume()
+  }
+
+  /// Ends the stream at the server's `STREAM_END`, which counted `count` tokens: a count
+  /// that differs from what arrived fails the stream instead.
+  func finish(expecting count: UInt32) {
+    let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+      guard state.end == nil else { return nil }
+      if count == state.received {
+        state.end = .success(())
+      } else {
+        state.end = .failure(
+          RPCError(
+            code: .protocolError,
+            message: "the server counted \(count) tokens but \(state.received) arrived"
+          )
+        )
+      }
       defer { state.waiter = nil }
       return state.waiter
     }

@@ -34,6 +34,15 @@ extension RPCServer {
     public var streaming = Streaming()
     /// The event loops to serve on; `nil` uses NIO's shared group (one loop per core).
     public var eventLoopGroup: (any EventLoopGroup)?
+    /// Whether generators that return a plain sequence are pulled on their connection's
+    /// event loop, in bursts written straight into the connection's buffer, rather than run
+    /// as a task per stream. On by default: a token then costs no task switch, no lock and no
+    /// hand-off between threads, and the loop polls for I/O between two bursts, so an
+    /// endless stream never keeps a connection from being read. Turn it off for generators
+    /// whose tokens take long to compute (a model behind a plain `Sequence`), which would
+    /// otherwise hold up every connection of their loop. Asynchronous generators always run
+    /// as tasks.
+    public var generatorsRunOnEventLoops = true
 
     public init() {}
 

@@ -2,7 +2,7 @@ public import Logging
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
-import VietnameseAI
+@_spi(Locking) import VietnameseAI
 
 /// The serving process: models, generators and a rate limiter behind the binary protocol, on
 /// SwiftNIO.
@@ -77,9 +77,17 @@ public final class RPCServer: Service, Sendable {
       resolveAddress(.failure(error))
       throw error
     }
+    let group = configuration.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
     let channel: any Channel
+    let yields: PollYields
     do {
-      channel = try await bind()
+      yields = try await PollYields.make(for: group)
+      do {
+        channel = try await bind(group: group, yields: yields)
+      } catch {
+        await yields.close()
+        throw error
+      }
     } catch {
       resolveAddress(.failure(error))
       await core.stop()
@@ -117,6 +125,7 @@ public final class RPCServer: Service, Sendable {
       registry.closeAll()
       await waitForConnections(timeout: .seconds(5))
     }
+    await yields.close()
     await core.stop()
     logger.info("stopped")
   }
@@ -143,8 +152,7 @@ public final class RPCServer: Service, Sendable {
 
   // MARK: Internals
 
-  private func bind() async throws -> any Channel {
-    let group = configuration.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
+  private func bind(group: any EventLoopGroup, yields: PollYields) async throws -> any Channel {
     let core = self.core
     let registry = self.registry
     let logger = self.logger
@@ -156,7 +164,12 @@ public final class RPCServer: Service, Sendable {
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandler(
-            ServerConnectionHandler(core: core, registry: registry, logger: logger)
+            ServerConnectionHandler(
+              core: core,
+              registry: registry,
+              yield: yields.yield(for: channel.eventLoop),
+              logger: logger
+            )
           )
         }
       }

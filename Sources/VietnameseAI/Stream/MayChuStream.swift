@@ -278,27 +278,7 @@ public final class MayChuStream: Sendable {
     deliver: @escaping @Sendable (String) async throws -> Void,
     onEnd: @escaping @Sendable (Result<Void, any Error>) -> Void
   ) -> Result<StreamSession, VietnameseAIError> {
-    let admitted = state.withLock { state -> VietnameseAIError? in
-      if state.active >= toiDaClient {
-        state.rejected += 1
-        return VietnameseAIError(
-          code: .tooManyClients,
-          message: "too many clients: \(state.active) of \(toiDaClient) streams running"
-        )
-      }
-      if let clientID, let limit = toiDaMoiClient, state.perClient[clientID, default: 0] >= limit {
-        state.rejected += 1
-        return VietnameseAIError(
-          code: .tooManyClients,
-          message: "client \(clientID) already runs \(limit) streams, the most allowed per client"
-        )
-      }
-      state.active += 1
-      state.started += 1
-      if let clientID { state.perClient[clientID, default: 0] += 1 }
-      return nil
-    }
-    if let admitted { return .failure(admitted) }
+    if let refusal = takeSlot(clientID: clientID) { return .failure(refusal) }
 
     let startedAt = clock.nowNanoseconds()
     let session = StreamSession(server: self, clientID: clientID, startedAt: startedAt, onEnd: onEnd)
@@ -353,6 +333,73 @@ public final class MayChuStream: Sendable {
     }
     session.attach(producer: producer, timer: timer)
     return .success(session)
+  }
+
+  /// Takes one of the client slots, or says why there is none.
+  private func takeSlot(clientID: String?) -> VietnameseAIError? {
+    state.withLock { state -> VietnameseAIError? in
+      if state.active >= toiDaClient {
+        state.rejected += 1
+        return VietnameseAIError(
+          code: .tooManyClients,
+          message: "too many clients: \(state.active) of \(toiDaClient) streams running"
+        )
+      }
+      if let clientID, let limit = toiDaMoiClient, state.perClient[clientID, default: 0] >= limit {
+        state.rejected += 1
+        return VietnameseAIError(
+          code: .tooManyClients,
+          message: "client \(clientID) already runs \(limit) streams, the most allowed per client"
+        )
+      }
+      state.active += 1
+      state.started += 1
+      if let clientID { state.perClient[clientID, default: 0] += 1 }
+      return nil
+    }
+  }
+
+  // MARK: Streams driven by a front end
+
+  /// Takes a slot for a stream whose tokens the caller produces and delivers itself.
+  ///
+  /// For a front end that pulls a plain-sequence generator (``TokenGenerator/makeTokens``) in
+  /// bursts where it writes them, with no task per stream. The caller then owns pacing and
+  /// the timeout (``tocDoToken``, ``timeout``); the slot keeps the cap on streams and the
+  /// statistics, as for the streams this server runs itself.
+  ///
+  /// - Returns: The slot, or ``VietnameseAIError/Code/tooManyClients``.
+  package func admit(clientID: String?) -> Result<StreamSlot, VietnameseAIError> {
+    if let refusal = takeSlot(clientID: clientID) { return .failure(refusal) }
+    return .success(StreamSlot(server: self, clientID: clientID, startedAt: clock.nowNanoseconds()))
+  }
+
+  /// Counts tokens handed to a consumer; the first of a stream also gives its latency.
+  func delivered(_ count: Int, first: Bool, startedAt: Int64) {
+    if first { recordFirstToken(after: clock.nowNanoseconds() - startedAt) }
+    tokensSent.add(count, ordering: .relaxed)
+  }
+
+  /// How a stream that ended with `result` counts, and what its consumer is told: an error
+  /// that is not the design's own is the generator's failure.
+  static func settle(_ result: Result<Void, any Error>) -> (Outcome, Result<Void, any Error>) {
+    switch result {
+    case .success:
+      return (.done, .success(()))
+    case .failure(let failure as StreamSession.ConsumerFailure):
+      return (.cancelled, .failure(failure.error))
+    case .failure(let error as CancellationError):
+      return (.cancelled, .failure(error))
+    case .failure(let error as VietnameseAIError):
+      return (error.code == .streamTimeout ? .timedOut : .failed, .failure(error))
+    case .failure(let error):
+      let wrapped = VietnameseAIError(
+        code: .generatorFailed,
+        message: "the token generator failed",
+        cause: error
+      )
+      return (.failed, .failure(wrapped))
+    }
   }
 
   private func recordFirstToken(after nanoseconds: Int64) {

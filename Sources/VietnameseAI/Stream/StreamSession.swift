@@ -67,25 +67,7 @@ final class StreamSession: Sendable {
     producer?.cancel()
     timer?.cancel()
 
-    let outcome: MayChuStream.Outcome
-    let reported: Result<Void, any Error>
-    switch result {
-    case .success:
-      (outcome, reported) = (.done, .success(()))
-    case .failure(let failure as ConsumerFailure):
-      (outcome, reported) = (.cancelled, .failure(failure.error))
-    case .failure(let error as CancellationError):
-      (outcome, reported) = (.cancelled, .failure(error))
-    case .failure(let error as VietnameseAIError):
-      (outcome, reported) = (error.code == .streamTimeout ? .timedOut : .failed, .failure(error))
-    case .failure(let error):
-      let wrapped = VietnameseAIError(
-        code: .generatorFailed,
-        message: "the token generator failed",
-        cause: error
-      )
-      (outcome, reported) = (.failed, .failure(wrapped))
-    }
+    let (outcome, reported) = MayChuStream.settle(result)
     server.release(clientID: clientID, startedAt: startedAt, outcome: outcome)
     onEnd(reported)
   }

@@ -1,5 +1,5 @@
 import NIOCore
-import VietnameseAI
+@_spi(Locking) import VietnameseAI
 import VietnameseAIWire
 
 /// The calls in flight on one connection, shared by the tasks that make calls and the event
@@ -14,13 +14,13 @@ final class CallTable: Sendable {
   enum Call {
     /// Answered by one terminal message.
     case unary(@Sendable (Result<WireMessage, RPCError>) -> Void)
-    /// Tokens, then `STREAM_END` or `ERROR`.
+    /// Tokens, then `STREAM_END` or `ERROR`. The tokens go straight from the connection's
+    /// handler to the buffer; the table sees the end only.
     case stream(TokenBuffer)
   }
 
   private struct Entry {
     var call: Call
-    var tokens: UInt32 = 0
     /// When the client stops waiting for the server: the call's deadline plus a grace.
     var givesUpAt: NIODeadline?
     var deadline: Duration?
@@ -108,16 +108,6 @@ final class CallTable: Sendable {
     return true
   }
 
-  /// A `TOKEN` for stream `id`.
-  func token(_ token: String, for id: UInt32) {
-    let buffer = state.withLock { state -> TokenBuffer? in
-      guard let entry = state.calls[id], case .stream(let buffer) = entry.call else { return nil }
-      state.calls[id]!.tokens &+= 1
-      return buffer
-    }
-    buffer?.append(token)
-  }
-
   /// The terminal frame of call `id`.
   func complete(_ id: UInt32, with outcome: Result<WireMessage, RPCError>) {
     let entry = state.withLock { state -> Entry? in
@@ -168,17 +158,8 @@ final class CallTable: Sendable {
       answer(outcome)
     case .stream(let buffer):
       switch outcome {
-      case .success(.streamEnd(let count)) where count != entry.tokens:
-        buffer.finish(
-          .failure(
-            RPCError(
-              code: .protocolError,
-              message: "the server counted \(count) tokens but \(entry.tokens) arrived"
-            )
-          )
-        )
-      case .success(.streamEnd):
-        buffer.finish(.success(()))
+      case .success(.streamEnd(let count)):
+        buffer.finish(expecting: count)
       case .success(let message):
         buffer.finish(
           .failure(RPCError(code: .protocolError, message: "a stream was answered with \(message.type.name)"))

@@ -4,6 +4,10 @@ import VietnameseAIWire
 /// The client's end of a connection, on its event loop: it sends the frames calls hand it,
 /// coalescing them into one write per event-loop tick, and routes every frame the server sends
 /// to its call in the ``CallTable``.
+///
+/// Tokens take a shorter way: the handler knows the buffer of every stream it opened, and
+/// hands each run of one stream's tokens within a read to that buffer in one step, without
+/// going through the table's lock. The table still decides how each stream ends.
 final class ClientConnectionHandler: ChannelInboundHandler {
   typealias InboundIn = ByteBuffer
   typealias OutboundOut = ByteBuffer
@@ -15,6 +19,11 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private var welcome: EventLoopPromise<WireMessage.Welcome>?
   private var context: ChannelHandlerContext?
   private var bound: NIOLoopBound<ClientConnectionHandler>?
+  /// The buffers of the streams this connection opened, until their terminal frame.
+  private var streams: [UInt32: TokenBuffer] = [:]
+  /// Consecutive tokens of one stream from the current read, not yet handed over.
+  private var run: (id: UInt32, buffer: TokenBuffer)?
+  private var runTokens: [String] = []
 
   init(
     calls: CallTable,
@@ -42,15 +51,36 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     do {
       while let next = try reader.next() {
         switch next {
-        case .success(let frame):
+        case .token(let id, let token):
+          if run?.id != id {
+            flushRun()
+            guard let buffer = streams[id] else { continue }
+            run = (id, buffer)
+          }
+          runTokens.append(token)
+        case .frame(let frame):
+          flushRun()
           handle(frame)
-        case .failure(let error):
-          calls.complete(error.requestID ?? 0, with: .failure(RPCError(error)))
+        case .refused(let error):
+          flushRun()
+          let id = error.requestID ?? 0
+          streams.removeValue(forKey: id)
+          calls.complete(id, with: .failure(RPCError(error)))
         }
       }
+      flushRun()
     } catch {
+      flushRun()
       fail(RPCError(error))
     }
+  }
+
+  /// Hands the current run of tokens to its stream.
+  private func flushRun() {
+    guard let run else { return }
+    run.buffer.append(contentsOf: runTokens)
+    runTokens.removeAll(keepingCapacity: true)
+    self.run = nil
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
@@ -62,6 +92,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     let error = RPCError.unavailable("the connection to the server closed")
     welcome?.fail(error)
     welcome = nil
+    streams.removeAll()
     calls.closeAll(with: error)
     context.fireChannelInactive()
   }
@@ -84,12 +115,15 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       self.welcome?.succeed(welcome)
       self.welcome = nil
     case .token(let token):
-      calls.token(token, for: id)
+      // Only a compressed token comes this way.
+      streams[id]?.append(contentsOf: [token])
     case .result, .batchResult, .streamEnd, .stats:
+      streams.removeValue(forKey: id)
       calls.complete(id, with: .success(frame.message))
     case .error(let info) where id == 0:
       fail(RPCError(info))
     case .error(let info):
+      streams.removeValue(forKey: id)
       calls.complete(id, with: .failure(RPCError(info)))
     case .goAway:
       calls.goAway()
@@ -113,11 +147,18 @@ final class ClientConnectionHandler: ChannelInboundHandler {
 
   // MARK: Outbound
 
+  /// Sends a stream's `STREAM_OPEN`; its tokens will go to `buffer`.
+  func openStream(_ frame: WireFrame, into buffer: TokenBuffer) {
+    streams[frame.requestID] = buffer
+    send(frame)
+  }
+
   /// Queues a frame; it leaves with the others of this event-loop tick.
   func send(_ frame: WireFrame) {
     do {
       try writer.append(frame)
     } catch {
+      streams.removeValue(forKey: frame.requestID)
       calls.complete(frame.requestID, with: .failure(RPCError(error)))
       return
     }

@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 import NIOCore
 import VietnameseAI
@@ -7,7 +8,8 @@ import VietnameseAIWire
 /// once.
 ///
 /// Everything here runs on the connection's event loop. Work leaves it only where it must (a
-/// model's batch, a generator) and comes back through `eventLoop.execute`; nothing else hops.
+/// model's batch, an asynchronous generator) and comes back through `eventLoop.execute`;
+/// nothing else hops. Plain-sequence generators are pulled here, in turns (``PulledStream``).
 /// Answers are gathered in a ``FrameWriter`` and flushed once per read burst or event-loop
 /// tick, so a burst of pipelined requests is answered with few writes.
 ///
@@ -32,7 +34,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private struct InFlight {
     enum Work {
       case batch(ServedModel, ticket: UInt64)
+      /// A generator running as a task; its tokens arrive through the gate.
       case stream(PhienStream)
+      /// A plain-sequence generator pulled on this loop.
+      case pulled(PulledStream)
     }
     var work: Work
     var tokensSent: UInt32 = 0
@@ -48,6 +53,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private var writer: FrameWriter
   private var inFlight: [UInt32: InFlight] = [:]
   private let gate = OutboundGate()
+  /// Lets pulled streams continue after the loop's next poll for I/O; `nil` runs every
+  /// generator as a task.
+  private let yield: PollYield?
+  /// Pulled streams whose next tokens are due, in turn order.
+  private var runnable = Deque<UInt32>()
+  private var pollTurnPending = false
+  private var tickTurnPending = false
   private var clientID = ""
   private var context: ChannelHandlerContext?
   private var bound: NIOLoopBound<ServerConnectionHandler>?
@@ -57,9 +69,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// Calls into the core under way on this handler's stack; see ``intoCore(_:)``.
   private var coreCalls = 0
 
-  init(core: ServerCore, registry: ConnectionRegistry, logger: Logger) {
+  init(core: ServerCore, registry: ConnectionRegistry, yield: PollYield?, logger: Logger) {
     self.core = core
     self.registry = registry
+    self.yield = yield
     self.logger = logger
     self.reader = FrameReader(decoder: FrameDecoder(role: .server, maxPayloadSize: WireProtocol.maxHelloSize))
     // Clients do not advertise a limit; answers stay within the server's own, which is the
@@ -129,8 +142,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     do {
       while phase != .closed, let next = try reader.next() {
         switch next {
-        case .success(let frame): handle(frame)
-        case .failure(let error): refuseMalformed(error)
+        case .frame(let frame): handle(frame)
+        case .token(let id, let token): handle(WireFrame(requestID: id, message: .token(token)))
+        case .refused(let error): refuseMalformed(error)
         }
       }
     } catch {
@@ -160,6 +174,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       readHeld = false
       context.read()
     }
+    if writable && !runnable.isEmpty { runTurn() }
     context.fireChannelWritabilityChanged()
   }
 
@@ -193,7 +208,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       send(.stats(json: core.statisticsJSON()), id: id)
     case .cancel:
       // An id not in flight may have crossed its answer on the wire: ignore it.
-      if let entry = inFlight[id] { cancelWork(of: entry) }
+      cancel(id)
     case .ping(let value):
       send(.pong(value), id: 0)
     case .pong:
@@ -344,14 +359,14 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
   private func openStream(_ request: WireMessage.StreamOpen, id: UInt32) {
     guard let bound, let loop = context?.eventLoop else { return }
-    var generator: TokenGenerator?
-    if !request.model.isEmpty {
-      generator = core.generators[request.model]
-    }
-    guard generator != nil || (request.model.isEmpty && core.defaultGenerator != nil) else {
+    let named = request.model.isEmpty ? core.defaultGenerator?.generator : core.generators[request.model]
+    guard let generator = named else {
       let known = core.generators.keys.sorted().joined(separator: ", ")
       let message = "no generator \"\(request.model)\"; served: \(known)"
       return send(.error(WireMessage.ErrorInfo(code: .unknownModel, message: message)), id: id)
+    }
+    if yield != nil, core.configuration.generatorsRunOnEventLoops, let makeTokens = generator.makeTokens {
+      return openPulledStream(request, id: id, makeTokens: makeTokens)
     }
     let gate = self.gate
     let session = core.streams.sinhCallback(
@@ -372,13 +387,144 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       }
     )
     // As for batches, every callback reaches this handler through `loop.execute`.
-    var entry = InFlight(work: .stream(session))
-    if request.deadlineMilliseconds > 0 {
-      entry.deadlineTimer = loop.scheduleTask(in: .milliseconds(Int64(request.deadlineMilliseconds))) {
+    inFlight[id] = streamEntry(.stream(session), id: id, deadlineMilliseconds: request.deadlineMilliseconds)
+  }
+
+  /// The in-flight entry of a new stream, with a timer for the request's own deadline.
+  private func streamEntry(_ work: InFlight.Work, id: UInt32, deadlineMilliseconds: UInt32) -> InFlight {
+    var entry = InFlight(work: work)
+    if deadlineMilliseconds > 0, let bound, let loop = context?.eventLoop {
+      entry.deadlineTimer = loop.scheduleTask(in: .milliseconds(Int64(deadlineMilliseconds))) {
         bound.value.streamDeadlinePassed(id)
       }
     }
-    inFlight[id] = entry
+    return entry
+  }
+
+  // MARK: Pulled streams
+
+  /// Starts a stream whose generator returns a plain sequence: its tokens are pulled here.
+  private func openPulledStream(
+    _ request: WireMessage.StreamOpen,
+    id: UInt32,
+    makeTokens: @Sendable (String) throws -> AnyIterator<String>
+  ) {
+    guard let bound, let loop = context?.eventLoop else { return }
+    let streams = core.streams
+    let slot: StreamSlot
+    switch streams.admit(clientID: clientID) {
+    case .success(let admitted): slot = admitted
+    case .failure(let refusal): return send(.error(ServerCore.errorInfo(for: refusal)), id: id)
+    }
+    let tokens: AnyIterator<String>
+    do {
+      tokens = try makeTokens(request.prompt)
+    } catch {
+      let reported = slot.finish(.failure(error)) ?? .failure(error)
+      if case .failure(let failure) = reported { send(.error(ServerCore.errorInfo(for: failure)), id: id) }
+      return
+    }
+    let stream = PulledStream(tokens: tokens, slot: slot, pace: streams.tocDoToken)
+    if streams.timeout > .zero {
+      let limit = streams.timeout
+      stream.timeoutTimer = loop.scheduleTask(in: TimeAmount(limit)) {
+        let timedOut = VietnameseAIError(
+          code: .streamTimeout,
+          message: "stream exceeded its timeout of \(limit)"
+        )
+        bound.value.endPulledStream(id, with: .failure(timedOut))
+      }
+    }
+    inFlight[id] = streamEntry(.pulled(stream), id: id, deadlineMilliseconds: request.deadlineMilliseconds)
+    makeRunnable(id)
+  }
+
+  /// Queues a pulled stream for the next turn.
+  private func makeRunnable(_ id: UInt32) {
+    runnable.append(id)
+    requestTurn(afterPoll: true)
+  }
+
+  /// Asks for a turn: after the loop's next poll for I/O (for streams that continue without
+  /// pause, so that the loop reads in between), or at the end of this tick (for a paced
+  /// stream whose timer fired).
+  private func requestTurn(afterPoll: Bool) {
+    guard let bound else { return }
+    if afterPoll, let yield {
+      guard !pollTurnPending else { return }
+      pollTurnPending = true
+      yield.afterNextPoll {
+        bound.value.pollTurnPending = false
+        bound.value.runTurn()
+      }
+    } else if let loop = context?.eventLoop {
+      guard !tickTurnPending else { return }
+      tickTurnPending = true
+      loop.execute {
+        bound.value.tickTurnPending = false
+        bound.value.runTurn()
+      }
+    }
+  }
+
+  /// Gives every runnable stream its tokens for this turn, then flushes.
+  ///
+  /// A turn stops early when the connection stops being writable or has a turn's worth of
+  /// bytes waiting; the streams left keep their place. Streams with more to give ask for the
+  /// next turn after the loop's next poll.
+  private func runTurn() {
+    guard phase != .closed, let context, context.channel.isWritable else { return }
+    var turns = runnable.count
+    while turns > 0, let id = runnable.popFirst() {
+      turns -= 1
+      // A stream that ended since it was queued (cancelled, timed out) is simply dropped.
+      guard case .pulled(let stream) = inFlight[id]?.work else { continue }
+      let (sent, end) = writer.appendTokens(requestID: id, limit: stream.tokensThisTurn) { stream.next() }
+      if sent > 0 {
+        inFlight[id]?.tokensSent &+= UInt32(truncatingIfNeeded: sent)
+        stream.slot.delivered(sent)
+      }
+      if case .failed(let failure) = end {
+        // A token the protocol cannot carry ends its stream, which still gets one answer.
+        let error = VietnameseAIError(
+          code: .generatorFailed,
+          message: "the generator gave a token the protocol cannot carry: \(failure.message)"
+        )
+        endPulledStream(id, with: .failure(error))
+      } else if case .exhausted = end {
+        endPulledStream(id, with: .success(()))
+      } else if stream.isPaced && !stream.hasMore {
+        endPulledStream(id, with: .success(()))
+      } else if stream.isPaced {
+        guard let bound else { continue }
+        stream.paceTimer = context.eventLoop.scheduleTask(in: stream.delay) {
+          bound.value.pacedTokenDue(id)
+        }
+      } else {
+        runnable.append(id)
+      }
+      if writer.pendingBytes >= Self.turnBytes { break }
+    }
+    flush()
+    if !runnable.isEmpty && context.channel.isWritable { requestTurn(afterPoll: true) }
+  }
+
+  /// Bytes after which a turn stops and flushes, so that a turn's output stays bounded.
+  private static let turnBytes = 64 * 1024
+
+  private func pacedTokenDue(_ id: UInt32) {
+    guard case .pulled(let stream) = inFlight[id]?.work else { return }
+    stream.paceTimer = nil
+    runnable.append(id)
+    requestTurn(afterPoll: false)
+  }
+
+  /// Ends a pulled stream: frees its slot and sends its terminal frame.
+  private func endPulledStream(_ id: UInt32, with result: Result<Void, any Error>) {
+    guard case .pulled(let stream) = inFlight[id]?.work else { return }
+    stream.stop()
+    let reported = stream.slot.finish(result) ?? result
+    finish(id, with: reported.map { .streamEnd(tokenCount: 0) })
   }
 
   /// Writes the tokens generators have queued since the last call, in the order they came.
@@ -391,9 +537,17 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   }
 
   private func streamDeadlinePassed(_ id: UInt32) {
-    guard let entry = inFlight[id] else { return }
+    guard inFlight[id] != nil else { return }
     inFlight[id]!.deadlinePassed = true
+    cancel(id)
+  }
+
+  /// Stops request `id` on the client's behalf (`CANCEL`, its deadline). A task's outcome
+  /// comes back through its completion; a pulled stream is answered here.
+  private func cancel(_ id: UInt32) {
+    guard let entry = inFlight[id] else { return }
     cancelWork(of: entry)
+    if case .pulled = entry.work { finish(id, with: .failure(CancellationError())) }
   }
 
   /// Sends the terminal frame of request `id`, unless it was answered already.
@@ -439,6 +593,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     switch entry.work {
     case .batch(let model, let ticket): model.cancel(ticket)
     case .stream(let session): session.huy()
+    case .pulled(let stream):
+      stream.stop()
+      stream.slot.finish(.failure(CancellationError()))
     }
   }
 

@@ -59,7 +59,7 @@ public enum BuiltinModels {
   public static let essay = ServedGenerator(
     name: "essay",
     generator: TokenGenerator { prompt in
-      syllables(of: "Bài luận: \(prompt)\n\n\(essayText)")
+      Syllables("Bài luận: \(prompt)\n\n\(essayText)")
     }
   )
 
@@ -68,16 +68,13 @@ public enum BuiltinModels {
   /// for measuring streams.
   public static let syllables = ServedGenerator(
     name: "syllables",
-    generator: TokenGenerator { prompt in syllables(of: prompt) }
+    generator: TokenGenerator { prompt in Syllables(prompt) }
   )
 
   /// Splits Vietnamese text into syllables. Each token keeps the space that follows it, so the
   /// tokens concatenate back into the text with single spaces.
   public static func syllables(of text: String) -> [String] {
-    let words = text.split(separator: " ", omittingEmptySubsequences: true)
-    return words.indices.map { index in
-      index == words.index(before: words.endIndex) ? String(words[index]) : words[index] + " "
-    }
+    Array(Syllables(text))
   }
 
   static let essayText = """

@@ -1,5 +1,6 @@
 public import NIOCore
 public import VietnameseAI
+import VietnameseAIWire
 
 /// A model the server offers under a name: a ``MayChuBatch`` plus how to turn the bytes of a
 /// request into its input and its output back into bytes.
@@ -65,7 +66,7 @@ public final class ServedModel: Sendable {
       name: name,
       batcher: batcher,
       decode: { bytes in
-        guard let text = try? bytes.getUTF8ValidatedString(at: bytes.readerIndex, length: bytes.readableBytes)
+        guard let text = bytes.validatedUTF8Text
         else { throw InputError("model \(name) takes UTF-8 text; the input is not valid UTF-8") }
         return text
       },

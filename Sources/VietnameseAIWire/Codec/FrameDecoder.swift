@@ -65,9 +65,37 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
     return nil
   }
 
+  /// What ``decodeNext(_:)`` found.
+  ///
+  /// Not a `Result`: a generic enum around a message costs the hot path runtime type
+  /// look-ups on every copy.
+  public enum Decoded: Sendable {
+    case frame(WireFrame)
+    /// A `TOKEN` frame (client side only), decoded without building a ``WireMessage``: the
+    /// hot path of streams.
+    case token(requestID: UInt32, String)
+    /// A well-delimited frame whose content is refused: only its request fails (a request
+    /// error of ``WireError``).
+    case refused(WireError)
+  }
+
   /// Decodes the next frame of `buffer`, or returns `nil` (consuming nothing) if it is not all
   /// there yet.
   public mutating func decodeFrame(_ buffer: inout ByteBuffer) throws(WireError) -> InboundOut? {
+    switch try decodeNext(&buffer) {
+    case nil: return nil
+    case .frame(let frame)?: return .success(frame)
+    case .token(let requestID, let token)?:
+      return .success(WireFrame(requestID: requestID, message: .token(token)))
+    case .refused(let error)?: return .failure(error)
+    }
+  }
+
+  /// Decodes the next frame of `buffer`, or returns `nil` (consuming nothing) if it is not all
+  /// there yet.
+  ///
+  /// - Throws: a connection error; the connection must close.
+  public mutating func decodeNext(_ buffer: inout ByteBuffer) throws(WireError) -> Decoded? {
     guard let header = try peekHeader(buffer) else { return nil }
     guard buffer.readableBytes - FrameHeader.size >= Int(header.payloadLength) else { return nil }
     buffer.moveReaderIndex(forwardBy: FrameHeader.size)
@@ -77,28 +105,42 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
 
     if header.flags.contains(.compressed) {
       payload = try inflate(payload, type: type)
+    } else if type == .token, let token = Self.plainToken(payload) {
+      return .token(requestID: header.requestID, token)
     }
     do {
       let message = try WireMessage.decodePayload(type: type, requestID: header.requestID, payload: payload)
-      return .success(WireFrame(requestID: header.requestID, message: message))
+      return .frame(WireFrame(requestID: header.requestID, message: message))
     } catch  where !error.closesConnection {
-      return .failure(error)
+      return .refused(error)
     }
+  }
+
+  /// The token of a well-formed `TOKEN` payload (`str32`, nothing after it); `nil` sends the
+  /// payload down the general path, which reports what is wrong with it.
+  private static func plainToken(_ payload: ByteBuffer) -> String? {
+    guard let length = payload.getInteger(at: payload.readerIndex, as: UInt32.self),
+      Int(length) == payload.readableBytes - 4
+    else { return nil }
+    var text = payload
+    text.moveReaderIndex(forwardBy: 4)
+    return text.readValidatedUTF8(length: Int(length))
   }
 
   /// Reads and validates the header without consuming it. Every check that needs only the
   /// header happens here, before the payload is waited for.
   private func peekHeader(_ buffer: ByteBuffer) throws(WireError) -> FrameHeader? {
     guard buffer.readableBytes >= FrameHeader.size else { return nil }
-    let start = buffer.readerIndex
-    // Non-nil: the eleven bytes are there.
-    let header = FrameHeader(
-      payloadLength: buffer.getInteger(at: start, as: UInt32.self)!,
-      version: buffer.getInteger(at: start + 4, as: UInt8.self)!,
-      type: buffer.getInteger(at: start + 5, as: UInt8.self)!,
-      flags: FrameFlags(rawValue: buffer.getInteger(at: start + 6, as: UInt8.self)!),
-      requestID: buffer.getInteger(at: start + 7, as: UInt32.self)!
-    )
+    // One read of the eleven bytes rather than five bounds-checked ones.
+    let header = buffer.withUnsafeReadableBytes { bytes in
+      FrameHeader(
+        payloadLength: UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self)),
+        version: bytes[4],
+        type: bytes[5],
+        flags: FrameFlags(rawValue: bytes[6]),
+        requestID: UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 7, as: UInt32.self))
+      )
+    }
     if UInt64(header.payloadLength) > UInt64(maxPayloadSize) {
       throw WireError(
         code: .frameTooLarge,

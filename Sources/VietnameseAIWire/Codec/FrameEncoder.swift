@@ -72,6 +72,35 @@ public struct FrameEncoder: MessageToByteEncoder {
     buffer.setInteger(UInt32(payloadLength), at: start)
   }
 
+  /// Appends one `TOKEN` frame, the hot path of streaming: the frame is written in one step,
+  /// without building a ``WireFrame``. Produces exactly the bytes ``encode(_:into:)`` does.
+  ///
+  /// - Returns: `false`, with nothing appended, when the general path must take the token
+  ///   instead: when it is large enough to be compressed.
+  public func encodeToken(_ token: String, requestID: UInt32, into buffer: inout ByteBuffer) -> Bool {
+    let length = token.utf8.count
+    if compressor != nil && 4 + length >= compressionThreshold { return false }
+    guard length <= Int(UInt32.max) - 4 else { return false }
+    var token = token
+    _ = token.withUTF8 { bytes in
+      buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: FrameHeader.size + 4 + length) { out in
+        out.storeBytes(of: UInt32(4 + length).bigEndian, toByteOffset: 0, as: UInt32.self)
+        out.storeBytes(of: WireProtocol.version, toByteOffset: 4, as: UInt8.self)
+        out.storeBytes(of: FrameType.token.rawValue, toByteOffset: 5, as: UInt8.self)
+        out.storeBytes(of: 0, toByteOffset: 6, as: UInt8.self)
+        out.storeBytes(of: requestID.bigEndian, toByteOffset: 7, as: UInt32.self)
+        out.storeBytes(of: UInt32(length).bigEndian, toByteOffset: 11, as: UInt32.self)
+        if length > 0 {
+          UnsafeMutableRawBufferPointer(rebasing: out[15..<15 + length]).copyMemory(
+            from: UnsafeRawBufferPointer(bytes)
+          )
+        }
+        return FrameHeader.size + 4 + length
+      }
+    }
+    return true
+  }
+
   /// Compresses the payload at `payloadStart` where it lies, if that makes it smaller, and sets
   /// the frame's COMPRESSED flag. Returns the payload's new length.
   ///

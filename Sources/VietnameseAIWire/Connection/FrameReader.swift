@@ -31,8 +31,8 @@ public struct FrameReader {
   /// The next complete frame, or `nil` until more bytes arrive.
   ///
   /// - Throws: a connection error (``WireError/closesConnection``); the connection must close.
-  public mutating func next() throws(WireError) -> FrameDecoder.InboundOut? {
-    guard let frame = try decoder.decodeFrame(&buffered) else {
+  public mutating func next() throws(WireError) -> FrameDecoder.Decoded? {
+    guard let frame = try decoder.decodeNext(&buffered) else {
       if buffered.readerIndex > 0 && buffered.readableBytes == 0 {
         buffered.clear()
       } else if buffered.readerIndex >= 64 * 1024 {

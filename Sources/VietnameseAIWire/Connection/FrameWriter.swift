@@ -45,6 +45,48 @@ public struct FrameWriter {
     }
   }
 
+  /// How ``appendTokens(requestID:limit:from:)`` stopped.
+  public enum TokenRun {
+    /// It appended `limit` tokens; the source may have more.
+    case more
+    /// The source ran out.
+    case exhausted
+    /// A token could not be appended (it does not fit the peer's frame limit); the tokens
+    /// before it were.
+    case failed(WireError)
+  }
+
+  /// Appends up to `limit` `TOKEN` frames of request `requestID`, taking each token from
+  /// `next`, which returns `nil` once it has no more.
+  ///
+  /// The streaming hot path: one call per burst of a stream, each token written in place.
+  ///
+  /// - Returns: How many tokens were appended, and why it stopped.
+  public mutating func appendTokens(
+    requestID: UInt32,
+    limit: Int,
+    from next: () -> String?
+  ) -> (count: Int, end: TokenRun) {
+    var count = 0
+    while count < limit {
+      guard let token = next() else { return (count, .exhausted) }
+      let fits = maxPayloadSize.map { 4 + token.utf8.count <= $0 } ?? true
+      if !(fits && encoder.encodeToken(token, requestID: requestID, into: &pending)) {
+        // The general path: a token worth compressing, or the refusal of one too large.
+        do {
+          try append(WireFrame(requestID: requestID, message: .token(token)))
+        } catch {
+          return (count, .failed(error))
+        }
+      }
+      count += 1
+    }
+    return (count, .more)
+  }
+
+  /// Bytes appended and not yet taken for a flush.
+  public var pendingBytes: Int { pending.readableBytes }
+
   /// A read has started: what is appended until ``endReadBurst()`` leaves with it.
   public mutating func beginReadBurst() {
     inReadBurst = true

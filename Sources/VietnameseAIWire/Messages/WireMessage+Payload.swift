@@ -229,18 +229,14 @@ private struct PayloadReader {
 
   private mutating func text(length: Int, field: String) throws(WireError) -> String {
     guard length <= buffer.readableBytes else { throw truncated("the \(length)-byte \(field)") }
-    do {
-      // Non-nil: the length was checked above.
-      return try buffer.readUTF8ValidatedString(length: length) ?? ""
-    } catch {
-      buffer.moveReaderIndex(forwardBy: length)
-      let message = "\(field) of \(type.name) is not valid UTF-8"
-      if badTextIsRequestError {
-        if deferredError == nil { deferredError = .invalidArgument(message, requestID: requestID) }
-        return ""
-      }
-      throw .protocolViolation(message)
+    if let text = buffer.readValidatedUTF8(length: length) { return text }
+    buffer.moveReaderIndex(forwardBy: length)
+    let message = "\(field) of \(type.name) is not valid UTF-8"
+    if badTextIsRequestError {
+      if deferredError == nil { deferredError = .invalidArgument(message, requestID: requestID) }
+      return ""
     }
+    throw .protocolViolation(message)
   }
 
   func finish() throws(WireError) {
