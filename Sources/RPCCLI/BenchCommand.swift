@@ -190,7 +190,9 @@ struct BenchCommand: AsyncParsableCommand {
       }
       for client in clients where api == .async {
         for _ in 0..<concurrency {
-          group.addTask {
+          // Each worker runs on its connection's thread: requests and answers never change
+          // threads, as in a server that calls another service from its own event loop.
+          group.addTask(executorPreference: client.taskExecutor) {
             var tally = Tally()
             while true {
               if let limit {
