@@ -45,6 +45,29 @@ struct FastPathTests {
     #expect(!(long + [0xC3]).withUnsafeBytes { UTF8Validation.isValid($0) })
   }
 
+  @Test("every frame written in one pass is the general encoder's, byte for byte")
+  func directEncoding() throws {
+    var messages = MessageGenerator(rng: SplitMix64(seed: 0x5EED_0004))
+    var direct = 0
+    for compressed in [false, true] {
+      var encoder = FrameEncoder(compressionThreshold: 64)
+      if compressed { encoder.compressor = Zlib.Compressor() }
+      for _ in 0..<200 {
+        for type in FrameType.allCases {
+          let frame = messages.frame(type: type)
+          var general = ByteBuffer()
+          try encoder.encodeGeneral(frame, into: &general)
+          var fast = ByteBuffer()
+          if encoder.encodeDirect(frame, into: &fast) {
+            #expect(fast == general, "\(type.name)")
+            direct += 1
+          }
+        }
+      }
+    }
+    #expect(direct > 2_000)
+  }
+
   @Test("a token frame written by the fast path is the general encoder's, byte for byte")
   func tokenEncoding() throws {
     var rng = SplitMix64(seed: 0x5EED_0002)

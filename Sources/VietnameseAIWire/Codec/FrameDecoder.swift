@@ -107,6 +107,8 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
       payload = try inflate(payload, type: type)
     } else if type == .token, let token = Self.plainToken(payload) {
       return .token(requestID: header.requestID, token)
+    } else if type == .predict, let predict = Self.plainPredict(payload) {
+      return .frame(WireFrame(requestID: header.requestID, message: .predict(predict)))
     }
     do {
       let message = try WireMessage.decodePayload(type: type, requestID: header.requestID, payload: payload)
@@ -114,6 +116,28 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
     } catch  where !error.closesConnection {
       return .refused(error)
     }
+  }
+
+  /// A well-formed `PREDICT` payload, read in one pass; `nil` sends the payload down the
+  /// general path, which reports what is wrong with it (bad text is a request error there).
+  private static func plainPredict(_ payload: ByteBuffer) -> WireMessage.Predict? {
+    let fields = payload.withUnsafeReadableBytes { bytes -> (UInt32, String, Int, Int)? in
+      guard bytes.count >= 10 else { return nil }
+      let deadline = UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+      let modelLength = Int(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
+      guard bytes.count >= 10 + modelLength else { return nil }
+      let inputLength = Int(
+        UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 6 + modelLength, as: UInt32.self))
+      )
+      guard bytes.count == 10 + modelLength + inputLength else { return nil }
+      let model = UnsafeRawBufferPointer(rebasing: bytes[6..<6 + modelLength])
+      guard UTF8Validation.isValid(model) else { return nil }
+      return (deadline, String(decoding: model, as: UTF8.self), 10 + modelLength, inputLength)
+    }
+    guard let (deadline, model, inputStart, inputLength) = fields,
+      let input = payload.getSlice(at: payload.readerIndex + inputStart, length: inputLength)
+    else { return nil }
+    return WireMessage.Predict(deadlineMilliseconds: deadline, model: model, input: input)
   }
 
   /// The token of a well-formed `TOKEN` payload (`str32`, nothing after it); `nil` sends the

@@ -37,12 +37,16 @@ public struct FrameEncoder: MessageToByteEncoder {
   /// - Throws: ``WireError`` with ``StatusCode/invalidArgument`` if a field does not fit its
   ///   length prefix. Nothing is appended then.
   public func encode(_ frame: WireFrame, into buffer: inout ByteBuffer) throws(WireError) {
+    if encodeDirect(frame, into: &buffer) { return }
+    try encodeGeneral(frame, into: &buffer)
+  }
+
+  /// The path every frame can take: header, payload field by field, then compression.
+  func encodeGeneral(_ frame: WireFrame, into buffer: inout ByteBuffer) throws(WireError) {
     let start = buffer.writerIndex
-    buffer.writeInteger(UInt32(0))
-    buffer.writeInteger(WireProtocol.version)
-    buffer.writeInteger(frame.message.type.rawValue)
-    buffer.writeInteger(UInt8(0))
-    buffer.writeInteger(frame.requestID)
+    let type = frame.message.type
+    // One capacity check for the header rather than five.
+    buffer.writeMultipleIntegers(UInt32(0), WireProtocol.version, type.rawValue, UInt8(0), frame.requestID)
     let payloadStart = buffer.writerIndex
     do {
       try frame.message.encodePayload(into: &buffer)
@@ -51,9 +55,7 @@ public struct FrameEncoder: MessageToByteEncoder {
       throw error
     }
     var payloadLength = buffer.writerIndex - payloadStart
-    if let compressor, payloadLength >= compressionThreshold, frame.message.type != .hello,
-      frame.message.type != .welcome
-    {
+    if let compressor, payloadLength >= compressionThreshold, type != .hello, type != .welcome {
       payloadLength = compressInPlace(
         &buffer,
         payloadStart: payloadStart,
@@ -78,34 +80,15 @@ public struct FrameEncoder: MessageToByteEncoder {
   /// - Returns: `false`, with nothing appended, when the general path must take the token
   ///   instead: when it is large enough to be compressed.
   public func encodeToken(_ token: String, requestID: UInt32, into buffer: inout ByteBuffer) -> Bool {
-    let length = token.utf8.count
-    if compressor != nil && 4 + length >= compressionThreshold { return false }
-    guard length <= Int(UInt32.max) - 4 else { return false }
-    var token = token
-    _ = token.withUTF8 { bytes in
-      buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: FrameHeader.size + 4 + length) { out in
-        out.storeBytes(of: UInt32(4 + length).bigEndian, toByteOffset: 0, as: UInt32.self)
-        out.storeBytes(of: WireProtocol.version, toByteOffset: 4, as: UInt8.self)
-        out.storeBytes(of: FrameType.token.rawValue, toByteOffset: 5, as: UInt8.self)
-        out.storeBytes(of: 0, toByteOffset: 6, as: UInt8.self)
-        out.storeBytes(of: requestID.bigEndian, toByteOffset: 7, as: UInt32.self)
-        out.storeBytes(of: UInt32(length).bigEndian, toByteOffset: 11, as: UInt32.self)
-        if length > 0 {
-          UnsafeMutableRawBufferPointer(rebasing: out[15..<15 + length]).copyMemory(
-            from: UnsafeRawBufferPointer(bytes)
-          )
-        }
-        return FrameHeader.size + 4 + length
-      }
-    }
-    return true
+    encodeDirect(WireFrame(requestID: requestID, message: .token(token)), into: &buffer)
   }
 
   /// Compresses the payload at `payloadStart` where it lies, if that makes it smaller, and sets
   /// the frame's COMPRESSED flag. Returns the payload's new length.
   ///
-  /// The zlib output goes into the buffer's spare capacity right after the payload and is then
-  /// moved down behind its 4-byte length prefix: no second buffer, no copy of the frame.
+  /// zlib writes into the compressor's reusable scratch area, and the result is copied over
+  /// the payload behind its 4-byte length prefix: the output buffer never needs more room than
+  /// the uncompressed frame, and no compression allocates.
   private func compressInPlace(
     _ buffer: inout ByteBuffer,
     payloadStart: Int,
@@ -113,19 +96,18 @@ public struct FrameEncoder: MessageToByteEncoder {
     _ compressor: Zlib.Compressor
   ) -> Int {
     let bound = compressor.bound(for: payloadLength)
-    buffer.reserveCapacity(minimumWritableBytes: bound)
-    let scratch = buffer.writerIndex
-    let packed = buffer.withVeryUnsafeMutableBytes { storage in
-      compressor.compress(
-        UnsafeRawBufferPointer(rebasing: storage[payloadStart..<payloadStart + payloadLength]),
-        into: UnsafeMutableRawBufferPointer(rebasing: storage[scratch..<scratch + bound])
-      )
+    let packed = compressor.withScratch(count: bound) { scratch -> Int? in
+      buffer.withVeryUnsafeMutableBytes { storage -> Int? in
+        let packed = compressor.compress(
+          UnsafeRawBufferPointer(rebasing: storage[payloadStart..<payloadStart + payloadLength]),
+          into: scratch
+        )
+        guard 4 + packed < payloadLength else { return nil }
+        (storage.baseAddress! + payloadStart + 4).copyMemory(from: scratch.baseAddress!, byteCount: packed)
+        return packed
+      }
     }
-    guard 4 + packed < payloadLength else { return payloadLength }
-    buffer.withVeryUnsafeMutableBytes { storage in
-      storage.baseAddress!.advanced(by: payloadStart + 4)
-        .copyMemory(from: storage.baseAddress!.advanced(by: scratch), byteCount: packed)
-    }
+    guard let packed else { return payloadLength }
     buffer.setInteger(UInt32(payloadLength), at: payloadStart)
     buffer.moveWriterIndex(to: payloadStart + 4 + packed)
     buffer.setInteger(FrameFlags.compressed.rawValue, at: payloadStart - FrameHeader.size + 6)

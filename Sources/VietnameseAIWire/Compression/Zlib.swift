@@ -15,6 +15,11 @@ public enum Zlib {
   /// A reusable deflate stream. Not thread-safe: one per connection (or per encoder).
   public final class Compressor {
     private let stream: UnsafeMutablePointer<z_stream>
+    /// Where compressed output lands before it is known to be worth keeping; kept between
+    /// frames up to ``scratchLimit`` bytes, so that compressing needs no allocation of its own.
+    private var scratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    /// The largest scratch area kept between frames; a larger frame borrows one for itself.
+    static let scratchLimit = 256 * 1024
 
     /// - Parameter level: zlib's level, 1 (fastest) to 9 (smallest); 6 is zlib's default.
     public init(level: Int32 = 6) {
@@ -28,6 +33,21 @@ public enum Zlib {
     deinit {
       deflateEnd(stream)
       stream.deallocate()
+      scratch.deallocate()
+    }
+
+    /// Calls `body` with room for at least `count` bytes of output, reused between calls.
+    func withScratch<T>(count: Int, _ body: (UnsafeMutableRawBufferPointer) -> T) -> T {
+      if count > Self.scratchLimit {
+        let borrowed = UnsafeMutableRawBufferPointer.allocate(byteCount: count, alignment: 16)
+        defer { borrowed.deallocate() }
+        return body(borrowed)
+      }
+      if scratch.count < count {
+        scratch.deallocate()
+        scratch = .allocate(byteCount: max(count, 4096), alignment: 16)
+      }
+      return body(scratch)
     }
 
     /// The most bytes `compress` can produce for `count` input bytes.
