@@ -4,6 +4,7 @@
     python3 tools/bench.py                 # build all three in release, run, write BENCHMARKS.md
     python3 tools/bench.py --duration 2    # shorter runs
     python3 tools/bench.py --skip-build --only predict-1x1
+    python3 tools/bench.py --no-micro      # skip the package-benchmark micro-benchmarks
 
 Every configuration runs against each system in turn (A B C A B C ...), three rounds by
 default, on the same machine in one sitting; the table holds the medians and the ratios of our
@@ -124,6 +125,7 @@ def main():
     parser.add_argument("--only", help="run only configurations whose name contains this")
     parser.add_argument("--idle", type=int, default=10000, help="idle connections for the memory check (0: skip)")
     parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    parser.add_argument("--no-micro", action="store_true", help="skip the micro-benchmarks (Benchmarks/)")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -216,7 +218,71 @@ def main():
             except subprocess.TimeoutExpired:
                 process.kill()
 
-    write_report(args, rows, batching, idle, commands, (rss_start, rss_after_runs))
+    micro = None if args.no_micro or args.only else run_micro()
+    write_report(args, rows, batching, idle, commands, (rss_start, rss_after_runs), micro)
+
+
+MICRO_COMMAND = ["swift", "package", "--disable-sandbox", "benchmark", "--no-progress"]
+
+
+def run_micro():
+    """Runs the package-benchmark suite and returns {name: {metric: p50}} (times in ns)."""
+    print("micro-benchmarks (Benchmarks/, release)...", file=sys.stderr, flush=True)
+    output = run(MICRO_COMMAND, cwd=os.path.join(ROOT, "Benchmarks"))
+    results, name = {}, None
+    scale = {"ns": 1, "μs": 1e3, "us": 1e3, "ms": 1e6, "#": 1, "K": 1e3, "M": 1e6}
+    for line in output.splitlines():
+        line = line.rstrip()
+        if line and not line.startswith(("│", "╒", "╞", "├", "╘", "=", "Host", "Baseline", "Running", "Build",
+                                          "Note", "Warning", "#")) and "─" not in line and "\x1b" not in line:
+            name = line.strip()
+            continue
+        if not line.startswith("│") or name is None:
+            continue
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        label, values = cells[0], cells[1:]
+        if len(values) < 3 or not values[2].replace(".", "").isdigit():
+            continue
+        unit = label[label.rfind("(") + 1:label.rfind(")")] if "(" in label else "#"
+        p50 = float(values[2]) * scale.get(unit, 1)
+        key = "time" if label.startswith("Time") else "mallocs" if label.startswith("Malloc") else \
+            "throughput" if label.startswith("Throughput") else label
+        results.setdefault(name, {})[key] = p50
+    return results
+
+
+def micro_section(micro):
+    def get(name, key):
+        return micro.get(name, {}).get(key)
+
+    lines = ["## Micro-benchmarks", "",
+             "package-benchmark (`cd Benchmarks && %s`), p50 of each benchmark's samples." % " ".join(MICRO_COMMAND[1:]), "",
+             "| benchmark | p50 time | throughput | mallocs |", "|---|---|---|---|"]
+    for name in sorted(micro):
+        time_ns, rate, mallocs = get(name, "time"), get(name, "throughput"), get(name, "mallocs")
+        shown = "%.0f ns" % time_ns if time_ns is not None and time_ns < 10_000 else \
+            "%.1f µs" % (time_ns / 1e3) if time_ns is not None else ""
+        lines.append("| %s | %s | %s | %s |" % (name, shown, "%.2f M/s" % (rate / 1e6) if rate and rate >= 1e6 else
+                                              "%.0f /s" % rate if rate else "", "%.0f" % mallocs if mallocs is not None else ""))
+    lines += ["", "| target | measured | met |", "|---|---|---|"]
+    one = get("limiter token_bucket 100k clients, 1 thread(s)", "time")
+    two = get("limiter token_bucket 100k clients, 2 thread(s)", "time")
+    if one and two:
+        lines.append("| limiter, 100k clients: ≥ 10 M decisions/s on one thread | %.1f M/s | %s |" % (
+            1e3 / one, "yes" if 1e3 / one >= 10 else "no"))
+        lines.append("| limiter, 100k clients: two threads ≥ 1.7× one | %.2f× | %s |" % (
+            one / two, "yes" if one / two >= 1.7 else "no"))
+    enc, dec = get("wire encode small predict", "time"), get("wire decode small predict", "time")
+    if enc and dec:
+        allocs = max(get("wire encode small predict", "mallocs") or 0, get("wire decode small predict", "mallocs") or 0)
+        lines.append("| small PREDICT encode + decode < 200 ns, ≤ 1 allocation each way | %.0f + %.0f = %.0f ns, %d allocations | %s |" % (
+            enc, dec, enc + dec, allocs, "yes" if enc + dec < 200 and allocs <= 1 else "no"))
+    raw_c, frame_c = get("zlib compress 64 KiB (Zlib.Compressor)", "time"), get("frame encode 64 KiB compressed (FrameEncoder)", "time")
+    raw_d, frame_d = get("zlib decompress 64 KiB (Zlib.Decompressor)", "time"), get("frame decode 64 KiB compressed (FrameDecoder)", "time")
+    if raw_c and frame_c and raw_d and frame_d:
+        lines.append("| compressed frames ≥ 90%% of raw zlib throughput | encode %.0f%%, decode %.0f%% | %s |" % (
+            100 * raw_c / frame_c, 100 * raw_d / frame_d, "yes" if raw_c / frame_c >= 0.9 and raw_d / frame_d >= 0.9 else "no"))
+    return lines
 
 
 def median(reports, key, sub=None):
@@ -224,7 +290,7 @@ def median(reports, key, sub=None):
     return statistics.median(values)
 
 
-def write_report(args, rows, batching, idle, commands, rss):
+def write_report(args, rows, batching, idle, commands, rss, micro=None):
     lines = []
     add = lines.append
     add("# Benchmarks")
@@ -286,6 +352,9 @@ def write_report(args, rows, batching, idle, commands, rss):
         add("Memory: rpc-server RSS %.1f MiB at start, %.1f MiB after all runs; %d idle connections "
             "(handshake done) took it from %.1f to %.1f MiB (target < 200 MB)." % (
                 rss[0] / 1024, rss[1] / 1024, count, before / 1024, during / 1024))
+        add("")
+    if micro:
+        lines.extend(micro_section(micro))
         add("")
     add("Commands (ports are chosen at run time):")
     add("")

@@ -101,6 +101,8 @@ struct BenchCommand: AsyncParsableCommand {
       highestTrackableValue: 3_600_000_000,
       numberOfSignificantValueDigits: .three
     )
+    /// Calls started; each ends as one of `ok` or `errors`, which `report` checks.
+    var issued = 0
     var ok = 0
     var tokens = 0
     var errors: [String: Int] = [:]
@@ -108,6 +110,7 @@ struct BenchCommand: AsyncParsableCommand {
 
     mutating func merge(_ other: Tally) {
       latencies.add(other.latencies)
+      issued += other.issued
       ok += other.ok
       tokens += other.tokens
       errors.merge(other.errors, uniquingKeysWith: +)
@@ -201,6 +204,7 @@ struct BenchCommand: AsyncParsableCommand {
                 break
               }
               let began = clock.now
+              tally.issued += 1
               do {
                 switch mode {
                 case .predict:
@@ -253,12 +257,17 @@ struct BenchCommand: AsyncParsableCommand {
       var document: [String: Any] = [
         "mode": mode.rawValue, "model": model, "connections": connections, "concurrency": concurrency,
         "payload_size": payloadSize, "compress": connection.compress, "seconds": elapsed, "api": api.rawValue,
-        "ok": tally.ok, "errors": tally.errors, "calls_per_second": throughput,
+        "issued": tally.issued, "ok": tally.ok, "errors": tally.errors,
+        "unanswered": tally.issued - tally.ok - tally.errors.values.reduce(0, +),
+        "calls_per_second": throughput,
         "latency_us": Dictionary(
           uniqueKeysWithValues: percentiles.map { ($0.0, micros($0.1)) } + [("max", tally.latencies.max)]
         ),
       ]
-      if mode == .stream { document["tokens_per_second"] = Double(tally.tokens) / elapsed }
+      if mode == .stream {
+        document["tokens"] = tally.tokens
+        document["tokens_per_second"] = Double(tally.tokens) / elapsed
+      }
       let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data()
       print(String(decoding: data, as: UTF8.self))
       return
@@ -284,6 +293,8 @@ struct BenchCommand: AsyncParsableCommand {
       print("  error \(code): \(number)")
     }
     if let lastError = tally.lastError { print("  last error: \(lastError)") }
+    let unanswered = tally.issued - tally.ok - tally.errors.values.reduce(0, +)
+    if unanswered != 0 { print("  \(unanswered) calls got no answer") }
     if tally.errors["RATE_LIMITED"] != nil {
       print("  hint: the server's rate limit refused calls; start it with a higher --rate-limit")
     }

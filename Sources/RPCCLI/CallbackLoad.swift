@@ -54,6 +54,7 @@ final class CallbackLoad {
   private func startCall() {
     guard shouldStart() else { return }
     inFlight += 1
+    tally.issued += 1
     let began = NIODeadline.now()
     let bound = NIOLoopBound(self, eventLoop: client.eventLoop)
     client.predict(model: model, input: payload, deadline: deadline) { result in
