@@ -125,7 +125,11 @@ let package = Package(
     // Helpers shared by the test targets.
     .target(
       name: "TestSupport",
-      dependencies: ["VietnameseAI"],
+      dependencies: [
+        "VietnameseAI",
+        "VietnameseAIWire",
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
       path: "Tests/TestSupport",
       swiftSettings: swiftSettings
     ),

@@ -119,6 +119,10 @@ def main():
     check(stats["stream"]["tokens_sent"] == tokens,
           "server's tokens sent (%d) equal the tokens received (%d)" % (stats["stream"]["tokens_sent"], tokens))
 
+    minutes = {}
+    for t, rss in samples:
+        minutes[int(t // 60)] = rss
+    print("memory by minute (MiB): " + "  ".join("%d: %.1f" % (m, rss / 1024) for m, rss in sorted(minutes.items())))
     settled = [rss for t, rss in samples if t >= args.warmup]
     if len(settled) >= 4:
         first, last, peak = settled[0], settled[-1], max(settled)

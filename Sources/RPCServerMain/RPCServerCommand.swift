@@ -97,6 +97,11 @@ struct RPCServerCommand: AsyncParsableCommand {
   var drainTimeout = 30.0
 
   @Option(
+    help: "Seconds a connection may stay idle (no frame, nothing in flight) before it is closed; 0 for never."
+  )
+  var idleTimeout = 300.0
+
+  @Option(
     help: ArgumentHelp(
       "A file of auth tokens: one 'TOKEN CLIENT_ID' per line, '#' for comments.",
       discussion: "With tokens, a connection without a valid one is refused UNAUTHENTICATED."
@@ -192,6 +197,7 @@ struct RPCServerCommand: AsyncParsableCommand {
     configuration.maxConcurrentRequests = maxConcurrentRequests
     configuration.handshakeTimeout = try seconds(handshakeTimeout, "--handshake-timeout")
     configuration.drainTimeout = try seconds(drainTimeout, "--drain-timeout")
+    configuration.idleTimeout = try seconds(idleTimeout, "--idle-timeout")
     configuration.rateLimit.goiY = rateLimit
     configuration.rateLimit.cuaSo = try seconds(rateWindow, "--rate-window")
     configuration.rateLimit.kichThuocBurst = rateBurst

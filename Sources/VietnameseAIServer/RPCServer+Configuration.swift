@@ -22,6 +22,9 @@ extension RPCServer {
     public var maxConcurrentRequests = 1024
     /// How long a new connection may take to send its `HELLO`.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// How long a connection may stay idle (no frame received and no request in flight)
+    /// before the server sends `GOAWAY` and closes it; zero keeps idle connections forever.
+    public var idleTimeout: Duration = .seconds(300)
     /// How long a graceful shutdown waits for requests in flight before it answers the rest
     /// `UNAVAILABLE` and closes.
     public var drainTimeout: Duration = .seconds(30)
@@ -94,6 +97,7 @@ extension RPCServer {
         throw bad("max concurrent requests must be at least 1, got \(maxConcurrentRequests)")
       }
       guard handshakeTimeout > .zero else { throw bad("handshake timeout must be positive") }
+      guard idleTimeout >= .zero else { throw bad("idle timeout must not be negative (0 means none)") }
       guard drainTimeout >= .zero else { throw bad("drain timeout must not be negative") }
       for (token, clientID) in authTokens where token.isEmpty || clientID.isEmpty {
         throw bad("auth tokens and their client ids must not be empty")

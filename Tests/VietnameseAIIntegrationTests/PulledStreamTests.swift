@@ -26,8 +26,10 @@ struct PulledStreamTests {
         arrivals.append(clock.now - start)
       }
       #expect(arrivals.count == 4)
-      // Three pauses of 30 ms at least; a lower bound only, so a busy machine cannot fail it.
-      #expect(arrivals[3] - arrivals[0] >= .milliseconds(90), "\(arrivals)")
+      // Three pauses of 30 ms at least between the request and the last token. Counted from
+      // the request, not from the first token, whose own delivery may be late: a lower bound
+      // only, so a busy machine cannot fail it.
+      #expect(arrivals[3] >= .milliseconds(90), "\(arrivals)")
       #expect(try server.statistics().stream["tokens_sent"] == 4)
       await client.close()
     }

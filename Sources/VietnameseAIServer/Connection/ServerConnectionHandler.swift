@@ -66,6 +66,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private var registered = false
   private var readHeld = false
   private var handshakeTimer: Scheduled<Void>?
+  /// Checks for idleness once per idle timeout (not per frame: reads only stamp the time).
+  private var idleTimer: Scheduled<Void>?
+  private var lastRead = NIODeadline.now()
   /// Calls into the core under way on this handler's stack; see ``intoCore(_:)``.
   private var coreCalls = 0
 
@@ -123,6 +126,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   func channelInactive(context: ChannelHandlerContext) {
     phase = .closed
     handshakeTimer?.cancel()
+    idleTimer?.cancel()
     if registered { registry.remove(id: ObjectIdentifier(context.channel)) }
     gate.close()
     // The client is gone: nobody waits for these answers, so free the queue and the streams.
@@ -137,6 +141,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     guard phase != .closed else { return }
+    if idleTimer != nil { lastRead = .now() }
     writer.beginReadBurst()
     reader.append(unwrapInboundIn(data))
     do {
@@ -267,6 +272,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
     reader.decoder.maxPayloadSize = configuration.maxFrameSize
     phase = .open
+    if configuration.idleTimeout > .zero {
+      lastRead = .now()
+      scheduleIdleCheck(at: lastRead + TimeAmount(configuration.idleTimeout))
+    }
     logger[metadataKey: "client"] = "\(clientID)"
     logger.debug("handshake complete", metadata: ["compression": "\(zlib ? "zlib" : "none")"])
   }
@@ -604,6 +613,25 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   }
 
   // MARK: Shutdown
+
+  private func scheduleIdleCheck(at deadline: NIODeadline) {
+    guard let bound, let loop = context?.eventLoop else { return }
+    idleTimer = loop.scheduleTask(deadline: deadline) { bound.value.checkIdle() }
+  }
+
+  /// Closes the connection if nothing was read for the idle timeout and nothing is in flight;
+  /// otherwise looks again one timeout after the last read (or from now, while busy).
+  private func checkIdle() {
+    guard phase == .open || phase == .draining else { return }
+    let timeout = TimeAmount(core.configuration.idleTimeout)
+    let now = NIODeadline.now()
+    guard inFlight.isEmpty else { return scheduleIdleCheck(at: now + timeout) }
+    guard now - lastRead >= timeout else { return scheduleIdleCheck(at: lastRead + timeout) }
+    logger.debug("closing an idle connection")
+    let message = "idle for longer than the idle timeout of \(core.configuration.idleTimeout)"
+    send(.goAway(WireMessage.GoAway(code: .unavailable, message: message)), id: 0)
+    close()
+  }
 
   private func handshakeTimedOut() {
     guard phase == .handshake else { return }

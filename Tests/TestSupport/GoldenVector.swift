@@ -1,39 +1,39 @@
-import Foundation
+public import Foundation
 import NIOCore
-import Testing
-import VietnameseAIWire
+public import Testing
+public import VietnameseAIWire
 
 /// One file of `Protocol/vectors`, with its expectations turned into Swift values.
-struct GoldenVector: CustomTestStringConvertible, Sendable {
-  enum Expected: Equatable, Sendable {
+public struct GoldenVector: CustomTestStringConvertible, Sendable {
+  public enum Expected: Equatable, Sendable {
     case frame(WireFrame)
     case requestError(StatusCode, requestID: UInt32)
   }
 
-  var name: String
-  var role: FrameDecoder.Role
-  var compression: Bool
-  var maxFrameSize: Int
-  var bytes: [UInt8]
-  var eof: Bool
-  var results: [Expected]
-  var connectionError: StatusCode?
-  var reencode: String
+  public var name: String
+  public var role: FrameDecoder.Role
+  public var compression: Bool
+  public var maxFrameSize: Int
+  public var bytes: [UInt8]
+  public var eof: Bool
+  public var results: [Expected]
+  public var connectionError: StatusCode?
+  public var reencode: String
 
-  var testDescription: String { name }
+  public var testDescription: String { name }
 
   /// The folder of vectors, found from this file's place in the repository.
-  static let folder = URL(fileURLWithPath: #filePath)
+  public static let folder = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Protocol/vectors")
 
-  static func all() throws -> [GoldenVector] {
+  public static func all() throws -> [GoldenVector] {
     let names = try FileManager.default.contentsOfDirectory(atPath: folder.path)
       .filter { $0.hasSuffix(".json") }.sorted()
     return try names.map { try GoldenVector(contentsOf: folder.appendingPathComponent($0)) }
   }
 
-  init(contentsOf url: URL) throws {
+  public init(contentsOf url: URL) throws {
     let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
     let decoder = try #require(object["decoder"] as? [String: Any])
     name = try #require(object["name"] as? String)
@@ -53,7 +53,7 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
     reencode = try #require(object["reencode"] as? String)
   }
 
-  static func bytes(hex: String) throws -> [UInt8] {
+  public static func bytes(hex: String) throws -> [UInt8] {
     let digits = Array(hex.utf8)
     guard digits.count % 2 == 0 else { throw VectorError("odd hex length") }
     return try stride(from: 0, to: digits.count, by: 2).map { i in
@@ -64,7 +64,7 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
     }
   }
 
-  static func status(_ name: String) throws -> StatusCode {
+  public static func status(_ name: String) throws -> StatusCode {
     if name.hasPrefix("UNKNOWN("), let raw = UInt16(name.dropFirst(8).dropLast()) {
       return StatusCode(rawValue: raw)
     }
@@ -76,7 +76,7 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
   }
 
   /// The frame a vector's JSON describes.
-  static func frame(_ m: [String: Any]) throws -> WireFrame {
+  public static func frame(_ m: [String: Any]) throws -> WireFrame {
     func string(_ key: String) throws -> String { try #require(m[key] as? String, "\(key)") }
     func int<T: FixedWidthInteger>(_ key: String) throws -> T {
       T(try #require(m[key] as? NSNumber, "\(key)").uint64Value)
@@ -154,7 +154,7 @@ struct GoldenVector: CustomTestStringConvertible, Sendable {
   }
 }
 
-struct VectorError: Error, CustomStringConvertible {
-  var description: String
-  init(_ description: String) { self.description = description }
+public struct VectorError: Error, CustomStringConvertible {
+  public var description: String
+  public init(_ description: String) { self.description = description }
 }

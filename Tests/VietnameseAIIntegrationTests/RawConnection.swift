@@ -1,0 +1,134 @@
+import NIOCore
+import NIOPosix
+import TestSupport
+import Testing
+@_spi(Locking) import VietnameseAI
+import VietnameseAIWire
+
+/// A TCP connection that sends exactly the bytes a test gives it and decodes what the server
+/// answers, for tests of hostile and malformed input that the client SDK would never send.
+final class RawConnection: Sendable {
+  /// What the server sent, shared by the connection and its channel handler.
+  private final class Inbox: Sendable {
+    struct State {
+      var bytes = ByteBuffer()
+      var closed = false
+    }
+    let state = Locked(State())
+
+    @discardableResult
+    func withLock<T>(_ body: (inout State) -> T) -> T { state.withLock { body(&$0) } }
+  }
+
+  private let channel: any Channel
+  private let inbox: Inbox
+
+  private init(channel: any Channel, inbox: Inbox) {
+    self.channel = channel
+    self.inbox = inbox
+  }
+
+  /// Collects every byte the server sends and notes when it closes.
+  private final class Collector: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let inbox: Inbox
+
+    init(inbox: Inbox) { self.inbox = inbox }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+      var bytes = unwrapInboundIn(data)
+      inbox.withLock { $0.bytes.writeBuffer(&bytes) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+      inbox.withLock { $0.closed = true }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+      if case .inputClosed = event as? ChannelEvent { inbox.withLock { $0.closed = true } }
+      context.fireUserInboundEventTriggered(event)
+    }
+  }
+
+  static func connect(port: Int) async throws -> RawConnection {
+    let inbox = Inbox()
+    let collector = Collector(inbox: inbox)
+    let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .channelInitializer { channel in
+        channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
+      }
+      .connect(host: "127.0.0.1", port: port)
+      .get()
+    return RawConnection(channel: channel, inbox: inbox)
+  }
+
+  /// Connects and completes the handshake.
+  static func connected(port: Int, compression: Bool = false) async throws -> RawConnection {
+    let connection = try await connect(port: port)
+    let hello = WireMessage.Hello(
+      versions: [WireProtocol.version],
+      clientID: "raw",
+      authToken: "",
+      compressions: compression ? [WireProtocol.compressionZlib] : [WireProtocol.compressionIdentity]
+    )
+    try await connection.send(WireFrame(requestID: 0, message: .hello(hello)))
+    let welcome = try await connection.frames(count: 1)
+    guard case .welcome = welcome.first?.message else { throw VectorError("no WELCOME: \(welcome)") }
+    return connection
+  }
+
+  func send(_ bytes: [UInt8]) async throws {
+    try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+  }
+
+  func send(_ frame: WireFrame) async throws {
+    var bytes = ByteBuffer()
+    try FrameEncoder().encode(frame, into: &bytes)
+    try await channel.writeAndFlush(bytes)
+  }
+
+  /// Ends the sending side; the server sees end-of-file.
+  func finishSending() async throws {
+    try await channel.close(mode: .output)
+  }
+
+  func close() async {
+    try? await channel.close()
+  }
+
+  var isClosed: Bool { inbox.withLock { $0.closed } }
+
+  /// Every complete frame received so far, decoded as a client decodes them.
+  func receivedFrames() throws -> [WireFrame] {
+    var bytes = inbox.withLock { $0.bytes }
+    var decoder = FrameDecoder(role: .client, decompressor: Zlib.Decompressor())
+    var frames: [WireFrame] = []
+    while let next = try decoder.decodeFrame(&bytes) {
+      frames.append(try next.get())
+    }
+    return frames
+  }
+
+  /// Waits until at least `count` frames have arrived (or the server closed), then returns
+  /// every frame received.
+  func frames(count: Int, timeout: Duration = .seconds(20)) async throws -> [WireFrame] {
+    try await eventually("\(count) frames from the server", timeout: timeout) {
+      ((try? receivedFrames().count) ?? 0) >= count || isClosed
+    }
+    return try receivedFrames()
+  }
+
+  /// Waits until the server has closed the connection.
+  func waitUntilClosed(timeout: Duration = .seconds(20)) async throws {
+    try await eventually("the server closes the connection", timeout: timeout) { isClosed }
+  }
+
+  /// Proves the connection still serves: a `PING` gets its `PONG`.
+  func expectAlive(sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let value = UInt64.random(in: 1 ... .max)
+    try await send(WireFrame(requestID: 0, message: .ping(value)))
+    try await eventually("PONG \(value)") {
+      (try? receivedFrames())?.contains { $0.message == .pong(value) } ?? false
+    }
+  }
+}
