@@ -50,10 +50,14 @@ final class RawConnection: Sendable {
     }
   }
 
-  static func connect(port: Int) async throws -> RawConnection {
+  /// - Parameter reading: Whether the connection reads what arrives; a connection that does
+  ///   not read leaves the server's answers in the kernel's buffers, as a stalled client does,
+  ///   until ``startReading()``.
+  static func connect(port: Int, reading: Bool = true) async throws -> RawConnection {
     let inbox = Inbox()
     let collector = Collector(inbox: inbox)
     let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+      .channelOption(.autoRead, value: reading)
       .channelInitializer { channel in
         channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
       }
@@ -65,6 +69,14 @@ final class RawConnection: Sendable {
   /// Connects and completes the handshake.
   static func connected(port: Int, compression: Bool = false) async throws -> RawConnection {
     let connection = try await connect(port: port)
+    try await connection.handshake(compression: compression)
+    return connection
+  }
+
+  /// Sends `HELLO` and waits for `WELCOME`; on a connection that does not read, reads just
+  /// enough for it.
+  func handshake(compression: Bool = false) async throws {
+    let connection = self
     let hello = WireMessage.Hello(
       versions: [WireProtocol.version],
       clientID: "raw",
@@ -72,9 +84,14 @@ final class RawConnection: Sendable {
       compressions: compression ? [WireProtocol.compressionZlib] : [WireProtocol.compressionIdentity]
     )
     try await connection.send(WireFrame(requestID: 0, message: .hello(hello)))
+    if try await !channel.getOption(.autoRead).get() { channel.read() }
     let welcome = try await connection.frames(count: 1)
     guard case .welcome = welcome.first?.message else { throw VectorError("no WELCOME: \(welcome)") }
-    return connection
+  }
+
+  /// Starts reading everything that arrives, on a connection made with `reading: false`.
+  func startReading() async throws {
+    try await channel.setOption(.autoRead, value: true).get()
   }
 
   func send(_ bytes: [UInt8]) async throws {

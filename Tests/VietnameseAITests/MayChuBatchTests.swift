@@ -299,6 +299,60 @@ struct MayChuBatchTests {
     await server.dung()
   }
 
+  @Test("a batch whose every caller left is cancelled, freeing its worker and letting dung() return")
+  func abandonedBatchIsCancelled() async throws {
+    let clock = TestClock()
+    let started = Recorder<[Int]>()
+    let cancelled = Recorder<[Int]>()
+    let server = MayChuBatch<Int, Int>(
+      hamDuDoan: { inputs in
+        started.append(inputs)
+        if inputs.contains(-1) {
+          // A model that would never finish, unless its task is cancelled.
+          do {
+            try await Task.sleep(for: .seconds(3600))
+          } catch {
+            cancelled.append(inputs)
+            throw error
+          }
+        }
+        return inputs.map { $0 * 2 }
+      },
+      kichThuocBatch: 1,
+      timeoutBatch: .zero,
+      soWorker: 1,
+      clock: clock
+    )
+    try server.batDau()
+    let hung = Task { try await server.duDoan(-1, deadline: .milliseconds(30)) }
+    try await eventually("the hanging batch runs") { started.count == 1 }
+    let next = Task { try await server.duDoan(21) }
+    try await eventually("the next request waits for the only worker") { server.layThongKe().queueSize == 1 }
+    await clock.advance(by: .milliseconds(30))
+    await expectError(.deadlineExceeded) { try await hung.value }
+    // Nobody waits for the hanging batch any more: it is cancelled and the worker serves on.
+    try await eventually("the hanging batch was cancelled") { cancelled.all == [[-1]] }
+    #expect(try await next.value == 42)
+    await server.dung()
+    #expect(server.layThongKe().failed == 0, "an abandoned batch fails nobody")
+  }
+
+  @Test("a batch that still has a caller is not cancelled when another of its callers leaves")
+  func partlyAbandonedBatchRuns() async throws {
+    let h = try Harness(kichThuocBatch: 2, timeoutBatch: .milliseconds(100), gated: true)
+    let leaving = Task { try await h.server.duDoan(1) }
+    try await eventually("one queued") { h.server.layThongKe().queueSize == 1 }
+    let staying = Task { try await h.server.duDoan(2) }
+    // Two make a full batch, which runs at once.
+    try await eventually("the batch of both runs") { h.gate.entered == 1 }
+    #expect(h.batches.all == [[1, 2]])
+    leaving.cancel()
+    await expectCancellation { try await leaving.value }
+    h.gate.open()
+    #expect(try await staying.value == 4)
+    await h.server.dung()
+  }
+
   @Test("an earlier deadline that arrives after a later one still fires on time")
   func deadlinesOutOfOrder() async throws {
     let h = try Harness(kichThuocBatch: 8, timeoutBatch: .zero, gated: true)
@@ -345,9 +399,9 @@ struct MayChuBatchTests {
       actions.batches += step.batches
     }
     // The first request found the worker free and formed a batch alone; five wait.
-    #expect(actions.batches.map { $0.map(\.input) } == [[1]])
-    var batch = actions.batches[0]
-    _ = state.topUp(&batch, now: 0)
+    #expect(actions.batches.map { $0.items.map(\.input) } == [[1]])
+    var batch = actions.batches[0].items
+    _ = state.topUp(&batch, id: actions.batches[0].id, now: 0)
     #expect(batch.map(\.input) == [1, 2, 3, 4])
     #expect(state.liveQueued == 2)
     let statistics = state.snapshot(now: 1)

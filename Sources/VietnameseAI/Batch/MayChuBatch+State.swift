@@ -65,6 +65,17 @@ extension MayChuBatch {
       var deadline: Int64?
     }
 
+    /// A batch handed to the model and not back yet.
+    ///
+    /// Kept so that a batch nobody waits for any more (every ticket in it cancelled or past its
+    /// deadline) can be cancelled: a model that hangs would otherwise hold a worker for good,
+    /// and a stopping server would wait for it forever.
+    struct RunningBatch {
+      var tickets: [UInt64]
+      var task: Task<Void, Never>?
+      var abandoned = false
+    }
+
     /// A ticket's deadline in the heap, earliest first.
     struct DeadlineEntry: Comparable {
       var at: Int64
@@ -90,7 +101,8 @@ extension MayChuBatch {
     /// What to do after a transition, outside the lock.
     struct Actions {
       var resumptions: [Resumption] = []
-      var batches: [[Item]] = []
+      /// Batches to start, each with its id in ``running``.
+      var batches: [(id: UInt64, items: [Item])] = []
       /// Arm the batch timer for this offset (nanoseconds); the old timer, if any, is cancelled.
       var armTimer: (at: Int64, generation: UInt64)?
       var cancelTasks: [Task<Void, Never>] = []
@@ -111,6 +123,8 @@ extension MayChuBatch {
     var liveQueued = 0
     var tickets: [UInt64: Ticket] = [:]
     var busyWorkers = 0
+    var running: [UInt64: RunningBatch] = [:]
+    var nextBatchID: UInt64 = 0
     var timerDue: Int64?
     var timerGeneration: UInt64 = 0
     var timerTask: Task<Void, Never>?
@@ -230,7 +244,9 @@ extension MayChuBatch {
         busyWorkers += 1
         batchesRun += 1
         itemsInBatches += batch.count
-        actions.batches.append(batch)
+        nextBatchID &+= 1
+        running[nextBatchID] = RunningBatch(tickets: batch.map(\.ticket))
+        actions.batches.append((nextBatchID, batch))
       }
       if busyWorkers < soWorker, let oldest = queue.first {
         armTimer(at: oldest.arrival + timeoutBatch, into: &actions)
@@ -255,8 +271,10 @@ extension MayChuBatch {
     /// arrived, and the rest of the burst is in the queue by then. Taking them now turns a
     /// burst of 16 requests into one batch instead of a batch of one followed by one of 15,
     /// and never makes a request wait longer.
-    mutating func topUp(_ batch: inout [Item], now: Int64) -> Actions {
+    mutating func topUp(_ batch: inout [Item], id: UInt64, now: Int64) -> Actions {
       var actions = Actions()
+      // A batch nobody waits for takes nothing more: its task is cancelled or about to be.
+      if running[id]?.abandoned == true { return actions }
       let before = batch.count
       while batch.count < kichThuocBatch, let item = queue.popFirst() {
         guard tickets[item.ticket] != nil else { continue }  // tombstone
@@ -267,10 +285,27 @@ extension MayChuBatch {
           continue
         }
         batch.append(item)
+        running[id]?.tickets.append(item.ticket)
       }
       dropLeadingTombstones()
       itemsInBatches += batch.count - before
       return actions
+    }
+
+    /// Stores the task running batch `id`. Returns it to be cancelled if nobody waits for the
+    /// batch any more.
+    mutating func attach(batchTask task: Task<Void, Never>, id: UInt64) -> Task<Void, Never>? {
+      guard running[id] != nil else { return nil }
+      running[id]!.task = task
+      return running[id]!.abandoned ? task : nil
+    }
+
+    /// Marks the running batches whose every ticket has ended as abandoned, and cancels them.
+    private mutating func abandonUnwantedBatches(into actions: inout Actions) {
+      for (id, batch) in running where !batch.abandoned && batch.tickets.allSatisfy({ tickets[$0] == nil }) {
+        running[id]!.abandoned = true
+        if let task = batch.task { actions.cancelTasks.append(task) }
+      }
     }
 
     /// Stores the task of the batch timer armed for `generation`, unless a newer timer was
@@ -314,11 +349,12 @@ extension MayChuBatch {
     // MARK: Completion
 
     /// A batch came back from the model: answer its items and dispatch the next batch.
-    mutating func complete(batch: [Item], result: Result<[KetQua], VietnameseAIError>, now: Int64)
+    mutating func complete(batch: [Item], id: UInt64, result: Result<[KetQua], VietnameseAIError>, now: Int64)
       -> Actions
     {
       var actions = Actions()
       busyWorkers -= 1
+      running[id] = nil
       switch result {
       case .success(let outputs):
         for (item, output) in zip(batch, outputs) {
@@ -363,14 +399,19 @@ extension MayChuBatch {
     ) {
       guard let ticket = tickets.removeValue(forKey: id) else { return }
       liveQueued -= ticket.queued
+      let computing: Bool
       switch ticket.waiter {
       case .single(let continuation):
         self[keyPath: counter] += 1
         actions.resumptions.append(.single(continuation, .failure(error)))
+        computing = ticket.queued == 0
       case .group(let continuation, let group):
         self[keyPath: counter] += group.remaining
         actions.resumptions.append(.group(continuation, .failure(error)))
+        computing = ticket.queued < group.remaining
       }
+      // Some of its items are with the model: their batch may now be wanted by nobody.
+      if computing && !running.isEmpty { abandonUnwantedBatches(into: &actions) }
       if ticket.deadline != nil { deadlineEnded() }
       dropLeadingTombstones()
       compactIfMostlyTombstones()

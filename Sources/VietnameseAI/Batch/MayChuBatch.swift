@@ -332,8 +332,9 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     if actions.isEmpty { return }
     for task in actions.cancelTasks { task.cancel() }
     for resumption in actions.resumptions { resumption.resume() }
-    for batch in actions.batches {
-      Task { await self.run(batch) }
+    for (id, batch) in actions.batches {
+      let task = Task { await self.run(batch, id: id) }
+      if let unwanted = state.withLock({ $0.attach(batchTask: task, id: id) }) { unwanted.cancel() }
     }
     if let (due, generation) = actions.armTimer {
       let timer = Task { [clock] in
@@ -345,11 +346,22 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   }
 
   /// Runs one batch on the model and answers its requests.
-  private func run(_ batch: [State.Item]) async {
+  ///
+  /// The task is cancelled if every request in the batch ends first (cancelled, or past its
+  /// deadline): a model that honours cancellation then gives its worker back at once.
+  private func run(_ batch: [State.Item], id: UInt64) async {
     var batch = batch
     if batch.count < kichThuocBatch {
-      let actions = state.withLock { $0.topUp(&batch, now: clock.nowNanoseconds()) }
+      let actions = state.withLock { $0.topUp(&batch, id: id, now: clock.nowNanoseconds()) }
       perform(actions)
+    }
+    if Task.isCancelled {
+      // Every request of the batch ended before it started: do not bother the model.
+      let actions = state.withLock {
+        $0.complete(batch: batch, id: id, result: .failure(Self.abandoned), now: clock.nowNanoseconds())
+      }
+      perform(actions)
+      return
     }
     let inputs = batch.map(\.input)
     let result: Result<[KetQua], VietnameseAIError>
@@ -370,8 +382,17 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
         VietnameseAIError(code: .modelFailed, message: "the model failed on this batch", cause: error)
       )
     }
-    let actions = state.withLock { $0.complete(batch: batch, result: result, now: clock.nowNanoseconds()) }
+    let actions = state.withLock {
+      $0.complete(batch: batch, id: id, result: result, now: clock.nowNanoseconds())
+    }
     perform(actions)
+  }
+}
+
+extension MayChuBatch {
+  /// The outcome of a batch that nobody waited for; it reaches no caller.
+  static var abandoned: VietnameseAIError {
+    VietnameseAIError(code: .modelFailed, message: "the batch was abandoned by all its callers")
   }
 }
 

@@ -1,0 +1,257 @@
+import Foundation
+import NIOCore
+import ServiceLifecycle
+import TestSupport
+import Testing
+import VietnameseAI
+import VietnameseAIClient
+import VietnameseAIServer
+import VietnameseAIWire
+
+/// Faults the service must survive: failing and hanging models, clients that stall, leave or
+/// churn, and a shutdown with thousands of requests in flight. Every accepted request still
+/// gets exactly one answer, and memory and descriptors stay bounded.
+@Suite("Faults")
+struct FaultTests {
+  struct Broken: Error {}
+
+  @Test("a model that throws, returns the wrong number of outputs or hangs fails only its own requests")
+  func failingModels() async throws {
+    func model(_ name: String, _ body: @escaping @Sendable ([String]) async throws -> [String]) -> ServedModel
+    {
+      .text(
+        name: name,
+        batcher: MayChuBatch(
+          hamDuDoan: body,
+          kichThuocBatch: 1,
+          timeoutBatch: .zero,
+          soWorker: 4,
+          toiDaCho: 100
+        )
+      )
+    }
+    let models = [
+      model("throws") { inputs in
+        if inputs.contains("hỏng") { throw Broken() }
+        return inputs
+      },
+      model("miscounts") { inputs in inputs.contains("thiếu") ? [] : inputs },
+      model("hangs") { inputs in
+        if inputs.contains("treo") { try await Task.sleep(for: .seconds(600)) }
+        return inputs
+      },
+      BuiltinModels.echo(),
+    ]
+    try await TestServer.with(models: models) { server in
+      let client = try await server.connect()
+      let failed = await expectRPCError(.internal) {
+        try await client.predict(model: "throws", input: "hỏng")
+      }
+      #expect(failed?.message.contains("model failed") == true, "\(String(describing: failed))")
+      #expect(try await client.predict(model: "throws", input: "lành") == "lành")
+      let miscounted = await expectRPCError(.internal) {
+        try await client.predict(model: "miscounts", input: "thiếu")
+      }
+      #expect(
+        miscounted?.message.contains("0 outputs for 1 inputs") == true,
+        "\(String(describing: miscounted))"
+      )
+      #expect(try await client.predict(model: "miscounts", input: "đủ") == "đủ")
+      await expectRPCError(.deadlineExceeded) {
+        try await client.predict(model: "hangs", input: "treo", deadline: .milliseconds(100))
+      }
+      #expect(try await client.predict(model: "hangs", input: "chạy") == "chạy")
+      #expect(try await client.predict(model: "echo", input: "vẫn phục vụ") == "vẫn phục vụ")
+      let stats = try server.statistics().models
+      #expect(stats["throws"]?["failed"] == 1 && stats["miscounts"]?["failed"] == 1, "\(stats)")
+      #expect(stats["hangs"]?["deadline_exceeded"] == 1, "\(stats)")
+      await client.close()
+    }
+  }
+
+  @Test(
+    "a client that stops reading a fast stream holds the server to a bounded buffer",
+    .timeLimit(.minutes(2))
+  )
+  func slowReader() async throws {
+    try await TestServer.with(generators: [PulledStreamTests.counter]) { server in
+      let stalled = try await RawConnection.connect(port: server.port, reading: false)
+      try await stalled.handshake()
+      let open = WireMessage.StreamOpen(deadlineMilliseconds: 0, model: "", prompt: "")
+      try await stalled.send(WireFrame(requestID: 1, message: .streamOpen(open)))
+      // The server writes until the kernel's buffers and its own outbound buffer are full,
+      // then stops producing: the count of tokens sent stops growing.
+      var previous = -1.0
+      try await eventually("the stream stalls") {
+        let sent = (try? server.statistics().stream["tokens_sent"]) ?? 0
+        defer { previous = sent }
+        if sent > 0 && sent == previous { return true }
+        Thread.sleep(forTimeInterval: 0.2)
+        return false
+      }
+      let stalledAt = try #require(try server.statistics().stream["tokens_sent"])
+      // A few megabytes of frames at most (kernel buffers plus the 256 KiB high watermark),
+      // nowhere near what an unbounded buffer would hold by now.
+      #expect(stalledAt < 1_000_000, "\(stalledAt) tokens sent to a client that reads nothing")
+      try await Task.sleep(for: .milliseconds(500))
+      #expect(try server.statistics().stream["tokens_sent"] == stalledAt)
+      // Other clients are served meanwhile.
+      let other = try await server.connect(clientID: "other")
+      #expect(try await other.predict(model: "echo", input: "song song") == "song song")
+      await other.close()
+      // Once the client reads again, the stream goes on.
+      try await stalled.startReading()
+      try await eventually("the stream resumes") {
+        (try? server.statistics().stream["tokens_sent"]) ?? 0 > stalledAt + 10_000
+      }
+      await stalled.close()
+      try await eventually("the stream ended with its connection") {
+        (try? server.statistics().stream["client_hien_tai"]) == 0
+      }
+    }
+  }
+
+  @Test("a client leaving mid-stream does not disturb another client's stream")
+  func leavingMidStream() async throws {
+    try await TestServer.with(generators: [BuiltinModels.syllables, PulledStreamTests.counter]) { server in
+      let leaving = try await server.connect(clientID: "leaving")
+      let staying = try await server.connect(clientID: "staying")
+      let prompt = (1...20_000).map { "t\($0)" }.joined(separator: " ")
+      let reader = Task {
+        var count = 0
+        for try await _ in staying.stream(prompt: prompt, model: "syllables") { count += 1 }
+        return count
+      }
+      var received = 0
+      for try await _ in leaving.stream(prompt: "", model: "counter") {
+        received += 1
+        if received == 5_000 { break }
+      }
+      await leaving.close()
+      #expect(try await reader.value == 20_000)
+      try await eventually("both streams are over on the server") {
+        (try? server.statistics().stream["client_hien_tai"]) == 0
+      }
+      await staying.close()
+    }
+  }
+
+  @Test("thousands of connect, handshake and close cycles leak no descriptors and little memory")
+  func connectionChurn() async throws {
+    try await TestServer.with { server in
+      // Warm up: the first connections allocate the loops' own buffers.
+      for _ in 0..<50 { await (try await server.connect()).close() }
+      try await eventually("warm-up connections closed") { Self.openDescriptors() < 10_000 }
+      let descriptors = Self.openDescriptors()
+      let memory = Self.residentKiB()
+      for round in 0..<1_000 {
+        let client = try await server.connect(clientID: "churn-\(round % 10)")
+        if round % 100 == 0 { #expect(try await client.predict(model: "echo", input: "x") == "x") }
+        await client.close()
+      }
+      try await eventually("every descriptor of the churned connections is closed") {
+        Self.openDescriptors() <= descriptors + 2
+      }
+      let grown = Self.residentKiB() - memory
+      // Generous: allocator slack, not a leak of ~1000 connections' state (which would be tens
+      // of megabytes).
+      #expect(grown < 40 * 1024, "resident memory grew \(grown) KiB over 1000 connections")
+    }
+  }
+
+  @Test(
+    "a graceful shutdown with thousands of requests and hundreds of streams answers each exactly once",
+    .timeLimit(.minutes(3))
+  )
+  func drainUnderLoad() async throws {
+    let gate = Gate()
+    var configuration = TestServer.configuration()
+    configuration.drainTimeout = .seconds(2)
+    configuration.streaming.tocDoToken = .milliseconds(5)
+    configuration.streaming.toiDaClient = 1_000
+    let server = RPCServer(
+      configuration: configuration,
+      models: [gatedModel(gate: gate, kichThuocBatch: 64, toiDaCho: 10_000)],
+      generators: [PulledStreamTests.counter],
+      logger: TestServer.quietLogger
+    )
+    let services = ServiceGroup(services: [server], logger: TestServer.quietLogger)
+    let running = Task { try await services.run() }
+    let port = try await server.listeningAddress().port
+    // Within the default 1024 requests in flight per connection.
+    let requestsPerConnection = 900
+    let streamsPerConnection = 50
+    let connectionCount = 4
+    var connections: [RawConnection] = []
+    for _ in 0..<connectionCount {
+      let connection = try await RawConnection.connected(port: port)
+      var frames = EncodedFrames()
+      for id in 1...UInt32(requestsPerConnection) {
+        let predict = WireMessage.Predict(
+          deadlineMilliseconds: 0,
+          model: "gated",
+          input: .init(string: "\(id)")
+        )
+        try frames.append(WireFrame(requestID: id, message: .predict(predict)))
+      }
+      for offset in 1...UInt32(streamsPerConnection) {
+        let open = WireMessage.StreamOpen(deadlineMilliseconds: 0, model: "counter", prompt: "")
+        try frames.append(
+          WireFrame(requestID: UInt32(requestsPerConnection) + offset, message: .streamOpen(open))
+        )
+      }
+      try await connection.send(frames.bytes)
+      connections.append(connection)
+    }
+    try await eventually("every request and stream is in the server") {
+      let stats = try? ServerStatistics.decode(server.statisticsJSON())
+      return stats?.batch["requests_total"] == Double(connectionCount * requestsPerConnection)
+        && stats?.stream["client_hien_tai"] == Double(connectionCount * streamsPerConnection)
+    }
+
+    let clock = ContinuousClock()
+    let began = clock.now
+    await services.triggerGracefulShutdown()
+    // The queued requests finish during the drain; the endless streams cannot, and are
+    // answered UNAVAILABLE when the drain timeout runs out.
+    gate.open()
+    try await running.value
+    #expect(clock.now - began < .seconds(30), "the server took \(clock.now - began) to stop")
+
+    for connection in connections {
+      try await connection.waitUntilClosed()
+      var terminal: [UInt32: [WireMessage]] = [:]
+      for frame in try connection.receivedFrames() where frame.requestID != 0 {
+        switch frame.message {
+        case .result, .error, .streamEnd: terminal[frame.requestID, default: []].append(frame.message)
+        default: break
+        }
+      }
+      for id in 1...UInt32(requestsPerConnection + streamsPerConnection) {
+        let answers = terminal[id] ?? []
+        #expect(answers.count == 1, "request \(id) got \(answers.count) terminal frames")
+        guard let answer = answers.first else { continue }
+        if id <= UInt32(requestsPerConnection) {
+          #expect(answer == .result(.init(string: "\(id)")), "request \(id): \(answer)")
+        } else if case .error(let info) = answer {
+          #expect(info.code == .unavailable, "stream \(id): \(info)")
+        } else {
+          Issue.record("stream \(id) ended with \(answer)")
+        }
+      }
+      await connection.close()
+    }
+  }
+
+  static func openDescriptors() -> Int {
+    (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+  }
+
+  static func residentKiB() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+      return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+    return 0
+  }
+}
