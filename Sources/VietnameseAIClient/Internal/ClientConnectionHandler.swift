@@ -43,6 +43,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     self.bound = NIOLoopBound(self, eventLoop: context.eventLoop)
   }
 
+  func handlerRemoved(context: ChannelHandlerContext) {
+    // Both point back at the handler: let them go, or a closed connection would be kept alive.
+    self.context = nil
+    self.bound = nil
+  }
+
   // MARK: Inbound
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {

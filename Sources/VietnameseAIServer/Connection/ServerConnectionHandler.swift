@@ -94,6 +94,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     if context.channel.isActive { start(context: context) }
   }
 
+  func handlerRemoved(context: ChannelHandlerContext) {
+    // The handler holds its context and a loop-bound reference to itself; both point back
+    // at it, so they are let go here, or every closed connection would be kept alive.
+    handshakeTimer?.cancel()
+    idleTimer?.cancel()
+    self.context = nil
+    self.bound = nil
+  }
+
   func channelActive(context: ChannelHandlerContext) {
     start(context: context)
     context.fireChannelActive()
