@@ -24,9 +24,9 @@ public import ServiceLifecycle
 /// `UNAVAILABLE`), and the batchers answer what they still hold before `run()` returns.
 public final class RPCServer: Service, Sendable {
   public let configuration: Configuration
-  private let core: ServerCore
-  private let registry: ConnectionRegistry
-  private let logger: Logger
+  let core: ServerCore
+  let registry: ConnectionRegistry
+  let logger: Logger
   private let state = Locked(State())
 
   private struct State {

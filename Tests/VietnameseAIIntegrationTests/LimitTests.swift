@@ -1,4 +1,7 @@
 import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
 import TestSupport
 import Testing
 import VietnameseAI
@@ -160,5 +163,106 @@ struct LimitTests {
       for task in held { #expect(try await task.value == "x") }
       await client.close()
     }
+  }
+
+  @Test("connections beyond the server's maximum are refused RESOURCE_EXHAUSTED and closed")
+  func connectionLimit() async throws {
+    let configuration = TestServer.configuration { $0.maxConnections = 2 }
+    try await TestServer.with(configuration: configuration) { server in
+      let first = try await server.connect(clientID: "a")
+      let second = try await server.connect(clientID: "b")
+      let refused = await expectRPCError(.resourceExhausted) { try await server.connect(clientID: "c") }
+      #expect(refused?.message.contains("maximum of 2 connections") == true, "\(String(describing: refused))")
+      await first.close()
+      // The freed place goes to the next client, once the server has seen the close.
+      var third: RPCClient?
+      let clock = ContinuousClock()
+      let giveUp = clock.now.advanced(by: .seconds(20))
+      while third == nil && clock.now < giveUp {
+        third = try? await server.connect(clientID: "c")
+        if third == nil { try await Task.sleep(for: .milliseconds(5)) }
+      }
+      #expect(third != nil)
+      #expect(try await third?.predict(model: "echo", input: "vào") == "vào")
+      await second.close()
+      await third?.close()
+    }
+  }
+
+  @Test("streams beyond a client's own cap are refused TOO_MANY_STREAMS while other clients stream")
+  func perClientStreamLimit() async throws {
+    let configuration = TestServer.configuration { $0.streaming.toiDaMoiClient = 1 }
+    try await TestServer.with(configuration: configuration) { server in
+      let greedy = try await server.connect(clientID: "greedy")
+      let other = try await server.connect(clientID: "other")
+      var first = greedy.stream(prompt: "", model: "endless").makeAsyncIterator()
+      _ = try await first.next()
+      await expectRPCError(.tooManyStreams) {
+        for try await _ in greedy.stream(prompt: "", model: "endless") {}
+      }
+      var tokens: [String] = []
+      for try await token in other.stream(prompt: "một hai", model: "syllables") { tokens.append(token) }
+      #expect(tokens == ["một ", "hai"])
+      await greedy.close()
+      await other.close()
+    }
+  }
+
+  @Test("auth tokens, right or wrong, never reach the logs")
+  func tokensNotLogged() async throws {
+    let lines = LogLines()
+    var logger = Logger(label: "capture", factory: { _ in lines })
+    logger.logLevel = .trace
+    var configuration = TestServer.configuration()
+    configuration.authTokens = ["s3cret-token-XYZ": "team-a"]
+    let server = RPCServer(
+      configuration: configuration,
+      models: TestServer.builtinModels,
+      generators: [],
+      logger: logger
+    )
+    let services = ServiceGroup(services: [server], logger: TestServer.quietLogger)
+    let running = Task { try await services.run() }
+    let port = try await server.listeningAddress().port
+    await expectRPCError(.unauthenticated) {
+      try await RPCClient.connect(port: port, authToken: "wrong-guess-123", timeout: .seconds(60))
+    }
+    let client = try await RPCClient.connect(port: port, authToken: "s3cret-token-XYZ", timeout: .seconds(60))
+    #expect(try await client.predict(model: "echo", input: "x") == "x")
+    await client.close()
+    await services.triggerGracefulShutdown()
+    try await running.value
+    let logged = lines.all
+    #expect(logged.count >= 3, "the server logged at trace level: \(logged)")
+    for line in logged {
+      #expect(!line.contains("s3cret-token-XYZ") && !line.contains("wrong-guess-123"), "\(line)")
+    }
+  }
+}
+
+/// Every log line, message and metadata, kept in memory.
+final class LogLines: LogHandler, Sendable {
+  private let lines = Mutex<[String]>([])
+
+  var all: [String] { lines.withLock { $0 } }
+
+  subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    get { nil }
+    set {}
+  }
+
+  var metadata: Logger.Metadata {
+    get { [:] }
+    set {}
+  }
+
+  var logLevel: Logger.Level {
+    get { .trace }
+    set {}
+  }
+
+  func log(event: LogEvent) {
+    let line = "\(event.level) \(event.message) \(event.metadata ?? [:]) \(event.source)"
+    lines.withLock { $0.append(line) }
   }
 }

@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// libFuzzer targets, in their own package so that the main build never compiles them.
+// libFuzzer targets (the frame decoder, the server's connection handler), in their own package so that the main build never compiles them.
 // Build and run with `tools/fuzz/run.sh` (it passes --sanitize=fuzzer --sanitize=address).
 let package = Package(
   name: "fuzz",
@@ -18,6 +18,17 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
       ],
       swiftSettings: [.swiftLanguageMode(.v6)]
-    )
+    ),
+    .executableTarget(
+      name: "FuzzServerConnection",
+      dependencies: [
+        .product(name: "VietnameseAI", package: "vietnamese-ai-serving"),
+        .product(name: "VietnameseAIWire", package: "vietnamese-ai-serving"),
+        .product(name: "VietnameseAIServer", package: "vietnamese-ai-serving"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+      ],
+      swiftSettings: [.swiftLanguageMode(.v6)]
+    ),
   ]
 )
