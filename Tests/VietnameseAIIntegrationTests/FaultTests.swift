@@ -93,8 +93,14 @@ struct FaultTests {
       // A few megabytes of frames at most (kernel buffers plus the 256 KiB high watermark),
       // nowhere near what an unbounded buffer would hold by now.
       #expect(stalledAt < 1_000_000, "\(stalledAt) tokens sent to a client that reads nothing")
-      try await Task.sleep(for: .milliseconds(500))
-      #expect(try server.statistics().stream["tokens_sent"] == stalledAt)
+      // A second later it is still bounded: the kernel may still grow its buffers a little
+      // (TCP autotuning), the server's own buffer does not grow.
+      try await Task.sleep(for: .seconds(1))
+      let later = try #require(try server.statistics().stream["tokens_sent"])
+      #expect(
+        later < 1_000_000,
+        "\(later) tokens sent to a client that reads nothing (\(stalledAt) at the stall)"
+      )
       // Other clients are served meanwhile.
       let other = try await server.connect(clientID: "other")
       #expect(try await other.predict(model: "echo", input: "song song") == "song song")
@@ -102,7 +108,7 @@ struct FaultTests {
       // Once the client reads again, the stream goes on.
       try await stalled.startReading()
       try await eventually("the stream resumes") {
-        (try? server.statistics().stream["tokens_sent"]) ?? 0 > stalledAt + 10_000
+        (try? server.statistics().stream["tokens_sent"]) ?? 0 > later + 10_000
       }
       await stalled.close()
       try await eventually("the stream ended with its connection") {
