@@ -116,9 +116,14 @@ struct HostileInputTests {
     let gate = Gate()
     try await TestServer.with(configuration: configuration, models: [gatedModel(gate: gate)]) { server in
       let idle = try await RawConnection.connected(port: server.port)
-      let busy = try await RawConnection.connected(port: server.port)
+      // The request goes in the same write as the HELLO, so it is in flight from the moment
+      // the handshake is done, however slowly this test runs.
+      let busy = try await RawConnection.connect(port: server.port)
       let request = WireMessage.Predict(deadlineMilliseconds: 0, model: "gated", input: .init(string: "chờ"))
-      try await busy.send(WireFrame(requestID: 1, message: .predict(request)))
+      var opening = EncodedFrames()
+      try opening.append(RawConnection.hello())
+      try opening.append(WireFrame(requestID: 1, message: .predict(request)))
+      try await busy.send(opening.bytes)
       try await idle.waitUntilClosed()
       let frames = try idle.receivedFrames()
       guard case .goAway(let goAway) = frames.last?.message else {
@@ -130,7 +135,7 @@ struct HostileInputTests {
       try await Task.sleep(for: .seconds(1))
       #expect(!busy.isClosed)
       gate.open()
-      let answered = try await busy.frames(count: 2)
+      let answered = try await busy.frames(count: 2)  // WELCOME, RESULT
       #expect(answered.contains { $0.requestID == 1 && $0.message == .result(.init(string: "chờ")) })
       // Then it is idle too, and goes.
       try await busy.waitUntilClosed()

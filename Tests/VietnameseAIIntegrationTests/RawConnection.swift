@@ -77,16 +77,21 @@ final class RawConnection: Sendable {
   /// enough for it.
   func handshake(compression: Bool = false) async throws {
     let connection = self
+    try await connection.send(Self.hello(compression: compression))
+    if try await !channel.getOption(.autoRead).get() { channel.read() }
+    let welcome = try await connection.frames(count: 1)
+    guard case .welcome = welcome.first?.message else { throw VectorError("no WELCOME: \(welcome)") }
+  }
+
+  /// A `HELLO` as the client SDK sends it.
+  static func hello(compression: Bool = false) -> WireFrame {
     let hello = WireMessage.Hello(
       versions: [WireProtocol.version],
       clientID: "raw",
       authToken: "",
       compressions: compression ? [WireProtocol.compressionZlib] : [WireProtocol.compressionIdentity]
     )
-    try await connection.send(WireFrame(requestID: 0, message: .hello(hello)))
-    if try await !channel.getOption(.autoRead).get() { channel.read() }
-    let welcome = try await connection.frames(count: 1)
-    guard case .welcome = welcome.first?.message else { throw VectorError("no WELCOME: \(welcome)") }
+    return WireFrame(requestID: 0, message: .hello(hello))
   }
 
   /// Starts reading everything that arrives, on a connection made with `reading: false`.
