@@ -256,7 +256,7 @@ def micro_section(micro):
         return micro.get(name, {}).get(key)
 
     lines = ["## Micro-benchmarks", "",
-             "package-benchmark (`cd Benchmarks && %s`), p50 of each benchmark's samples." % " ".join(MICRO_COMMAND[1:]), "",
+             "package-benchmark (`cd Benchmarks && %s`), p50 of each benchmark's samples." % " ".join(MICRO_COMMAND), "",
              "| benchmark | p50 time | throughput | mallocs |", "|---|---|---|---|"]
     for name in sorted(micro):
         time_ns, rate, mallocs = get(name, "time"), get(name, "throughput"), get(name, "mallocs")
