@@ -2,6 +2,7 @@ public import Logging
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
+import Synchronization
 @_spi(Locking) import VietnameseAI
 
 /// The serving process: models, generators and a rate limiter behind the binary protocol, on
@@ -144,6 +145,9 @@ public final class RPCServer: Service, Sendable {
     }
     return Address(host: address.ipAddress ?? configuration.host, port: address.port ?? configuration.port)
   }
+
+  /// Connection handlers still in memory, for tests that look for leaked connections.
+  package var liveConnectionHandlers: Int { core.liveHandlers.load(ordering: .relaxed) }
 
   /// The server's statistics, as the JSON a `STATS` request returns.
   public func statisticsJSON() -> String {

@@ -1,6 +1,7 @@
 import DequeModule
 import Logging
 import NIOCore
+import Synchronization
 import VietnameseAI
 import VietnameseAIWire
 
@@ -73,6 +74,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private var coreCalls = 0
 
   init(core: ServerCore, registry: ConnectionRegistry, yield: PollYield?, logger: Logger) {
+    core.liveHandlers.add(1, ordering: .relaxed)
     self.core = core
     self.registry = registry
     self.yield = yield
@@ -92,6 +94,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     self.context = context
     self.bound = NIOLoopBound(self, eventLoop: context.eventLoop)
     if context.channel.isActive { start(context: context) }
+  }
+
+  deinit {
+    core.liveHandlers.subtract(1, ordering: .relaxed)
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import Synchronization
 import VietnameseAI
 import VietnameseAIWire
 
@@ -19,6 +20,9 @@ final class ServerCore: Sendable {
   let streams: MayChuStream
   let limiter: BoGioiHanTocDo
   private let tokens: [(token: [UInt8], clientID: String)]
+  /// Connection handlers alive, closed or not: a handler that outlives its connection is a
+  /// leak, which tests look for here.
+  let liveHandlers = Atomic<Int>(0)
 
   init(configuration: RPCServer.Configuration, models: [ServedModel], generators: [ServedGenerator]) {
     self.configuration = configuration
