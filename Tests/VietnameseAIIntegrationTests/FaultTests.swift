@@ -64,7 +64,10 @@ struct FaultTests {
       #expect(try await client.predict(model: "echo", input: "vẫn phục vụ") == "vẫn phục vụ")
       let stats = try server.statistics().models
       #expect(stats["throws"]?["failed"] == 1 && stats["miscounts"]?["failed"] == 1, "\(stats)")
-      #expect(stats["hangs"]?["deadline_exceeded"] == 1, "\(stats)")
+      // Past its deadline the server fails the request; on a machine slow enough that the
+      // client's own give-up (deadline plus a grace) comes first, its CANCEL ends it instead.
+      let hung = (stats["hangs"]?["deadline_exceeded"] ?? 0) + (stats["hangs"]?["cancelled"] ?? 0)
+      #expect(hung == 1, "\(stats)")
       await client.close()
     }
   }
