@@ -3,6 +3,7 @@ import Testing
 import VietnameseAI
 import VietnameseAIClient
 import VietnameseAIServer
+import VietnameseAIWire
 
 /// Generators that return a plain sequence are pulled on the connection's event loop; these
 /// tests hold that path to the same rules as streams that run as tasks.
@@ -110,6 +111,40 @@ struct PulledStreamTests {
       #expect(stream["errors"] == 2 && stream["client_hien_tai"] == 0, "\(stream)")
       #expect(try await client.predict(model: "echo", input: "vẫn ổn") == "vẫn ổn")
       await client.close()
+    }
+  }
+
+  @Test("a token too large for a frame from an asynchronous generator ends its stream with one answer")
+  func oversizedTokenFromTask() async throws {
+    let configuration = TestServer.configuration { $0.maxFrameSize = 1024 }
+    let huge = ServedGenerator(
+      name: "huge",
+      generator: TokenGenerator { (_: String) async in
+        AsyncStream<String> { continuation in
+          for token in ["nhỏ ", String(repeating: "x", count: 4096), "sau "] { continuation.yield(token) }
+          continuation.finish()
+        }
+      }
+    )
+    try await TestServer.with(configuration: configuration, generators: [huge]) { server in
+      let connection = try await RawConnection.connected(port: server.port)
+      let open = WireMessage.StreamOpen(deadlineMilliseconds: 0, model: "huge", prompt: "")
+      try await connection.send(WireFrame(requestID: 1, message: .streamOpen(open)))
+      func answers() throws -> [WireMessage] {
+        try connection.receivedFrames().filter { $0.requestID == 1 }.map(\.message)
+      }
+      try await eventually("the stream's answer") {
+        (try? answers())?.contains { if case .error = $0 { true } else { false } } ?? false
+      }
+      try await connection.expectAlive()
+      let messages = try answers()
+      #expect(messages.first == .token("nhỏ "), "\(messages)")
+      let terminal = messages.filter { if case .token = $0 { false } else { true } }
+      #expect(terminal.count == 1, "\(messages)")
+      guard case .error(let info) = terminal.first else { return }
+      #expect(info.code == .internal && info.message.contains("cannot carry"), "\(info)")
+      #expect(!messages.contains(.token("sau ")))
+      await connection.close()
     }
   }
 

@@ -509,15 +509,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         stream.slot.delivered(sent)
       }
       if case .failed(let failure) = end {
-        // A token the protocol cannot carry ends its stream, which still gets one answer.
-        let error = VietnameseAIError(
-          code: .generatorFailed,
-          message: "the generator gave a token the protocol cannot carry: \(failure.message)"
-        )
-        endPulledStream(id, with: .failure(error))
-      } else if case .exhausted = end {
-        endPulledStream(id, with: .success(()))
-      } else if stream.isPaced && !stream.hasMore {
+        refuseToken(of: id, failure)
+      } else if end.isExhausted || (stream.isPaced && !stream.hasMore) {
         endPulledStream(id, with: .success(()))
       } else if stream.isPaced {
         guard let bound else { continue }
@@ -551,13 +544,42 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     finish(id, with: reported.map { .streamEnd(tokenCount: 0) })
   }
 
+  /// A token the protocol cannot carry (larger than the peer's frame limit) ends its stream,
+  /// which still gets exactly one answer: this error, not a `STREAM_END` after it.
+  private func refuseToken(of id: UInt32, _ failure: WireError) {
+    let error = VietnameseAIError(
+      code: .generatorFailed,
+      message: "the generator gave a token the protocol cannot carry: \(failure.message)"
+    )
+    switch inFlight[id]?.work {
+    case .pulled:
+      endPulledStream(id, with: .failure(error))
+    case .stream(let session):
+      intoCore { session.huy() }
+      finish(id, with: .failure(error))
+    case .batch, nil:
+      break
+    }
+  }
+
   /// Writes the tokens generators have queued since the last call, in the order they came.
   private func writePendingTokens() {
+    var wrote = false
     for (id, token) in gate.takePending() {
-      // Nothing to count if the stream was answered already (deadline, shutdown).
-      guard (inFlight[id]?.tokensSent &+= 1) != nil else { continue }
-      send(.token(token), id: id)
+      // Nothing to write if the stream was answered already (deadline, shutdown).
+      guard inFlight[id] != nil else { continue }
+      var next: String? = token
+      let (sent, end) = writer.appendTokens(requestID: id, limit: 1) {
+        defer { next = nil }
+        return next
+      }
+      if sent > 0 {
+        inFlight[id]?.tokensSent &+= 1
+        wrote = true
+      }
+      if case .failed(let failure) = end { refuseToken(of: id, failure) }
     }
+    if wrote { scheduleFlush() }
   }
 
   private func streamDeadlinePassed(_ id: UInt32) {

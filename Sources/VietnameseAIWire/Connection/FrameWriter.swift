@@ -54,6 +54,10 @@ public struct FrameWriter {
     /// A token could not be appended (it does not fit the peer's frame limit); the tokens
     /// before it were.
     case failed(WireError)
+
+    public var isExhausted: Bool {
+      if case .exhausted = self { true } else { false }
+    }
   }
 
   /// Appends up to `limit` `TOKEN` frames of request `requestID`, taking each token from
@@ -70,11 +74,12 @@ public struct FrameWriter {
     var count = 0
     while count < limit {
       guard let token = next() else { return (count, .exhausted) }
+      let frame = WireFrame(requestID: requestID, message: .token(token))
       let fits = maxPayloadSize.map { 4 + token.utf8.count <= $0 } ?? true
-      if !(fits && encoder.encodeToken(token, requestID: requestID, into: &pending)) {
+      if !(fits && encoder.encodeDirect(frame, into: &pending)) {
         // The general path: a token worth compressing, or the refusal of one too large.
         do {
-          try append(WireFrame(requestID: requestID, message: .token(token)))
+          try append(frame)
         } catch {
           return (count, .failed(error))
         }
