@@ -76,11 +76,11 @@ struct FastPathTests {
       if compressed { encoder.compressor = Zlib.Compressor() }
       for _ in 0..<2_000 {
         let token = String(decoding: Self.randomText(&rng), as: UTF8.self)
-        let id = UInt32.random(in: 1 ... .max, using: &rng)
+        let frame = WireFrame(requestID: UInt32.random(in: 1 ... .max, using: &rng), message: .token(token))
         var general = ByteBuffer()
-        try encoder.encode(WireFrame(requestID: id, message: .token(token)), into: &general)
+        try encoder.encodeGeneral(frame, into: &general)
         var fast = ByteBuffer()
-        if encoder.encodeToken(token, requestID: id, into: &fast) {
+        if encoder.encodeDirect(frame, into: &fast) {
           #expect(fast == general)
         } else {
           #expect(compressed && 4 + token.utf8.count >= 64, "refused \(token.utf8.count) bytes")

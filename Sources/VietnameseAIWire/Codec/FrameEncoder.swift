@@ -74,15 +74,6 @@ public struct FrameEncoder: MessageToByteEncoder {
     buffer.setInteger(UInt32(payloadLength), at: start)
   }
 
-  /// Appends one `TOKEN` frame, the hot path of streaming: the frame is written in one step,
-  /// without building a ``WireFrame``. Produces exactly the bytes ``encode(_:into:)`` does.
-  ///
-  /// - Returns: `false`, with nothing appended, when the general path must take the token
-  ///   instead: when it is large enough to be compressed.
-  public func encodeToken(_ token: String, requestID: UInt32, into buffer: inout ByteBuffer) -> Bool {
-    encodeDirect(WireFrame(requestID: requestID, message: .token(token)), into: &buffer)
-  }
-
   /// Compresses the payload at `payloadStart` where it lies, if that makes it smaller, and sets
   /// the frame's COMPRESSED flag. Returns the payload's new length.
   ///

@@ -43,16 +43,9 @@ extension WireMessage {
       buffer.writeInteger(welcome.maxConcurrentRequests)
       try buffer.writeString16(welcome.clientID, field: "client_id")
     case .predict(let predict):
-      // The hot request: its fixed fields go out in one write.
-      let model = predict.model.utf8.count
-      guard model <= Int(UInt16.max) else { throw buffer.oversize("model", model, limit: Int(UInt16.max)) }
-      let input = predict.input.readableBytes
-      guard input <= Int(UInt32.max) else { throw buffer.oversize("input", input, limit: Int(UInt32.max)) }
-      buffer.reserveCapacity(minimumWritableBytes: 10 + model + input)
-      buffer.writeMultipleIntegers(predict.deadlineMilliseconds, UInt16(model))
-      buffer.writeString(predict.model)
-      buffer.writeInteger(UInt32(input))
-      buffer.writeImmutableBuffer(predict.input)
+      buffer.writeInteger(predict.deadlineMilliseconds)
+      try buffer.writeString16(predict.model, field: "model")
+      try buffer.writeBytes32(predict.input, field: "input")
     case .batchPredict(let batch):
       buffer.writeInteger(batch.deadlineMilliseconds)
       try buffer.writeString16(batch.model, field: "model")
@@ -66,7 +59,6 @@ extension WireMessage {
     case .ping(let value), .pong(let value):
       buffer.writeInteger(value)
     case .result(let output):
-      buffer.reserveCapacity(minimumWritableBytes: 4 + output.readableBytes)
       try buffer.writeBytes32(output, field: "output")
     case .batchResult(let outputs):
       try buffer.writeBytesList(outputs, field: "outputs")
@@ -124,11 +116,10 @@ extension WireMessage {
         )
       )
     case .predict:
-      let (deadline, modelLength) = try reader.integers(UInt32.self, UInt16.self)
       message = .predict(
         Predict(
-          deadlineMilliseconds: deadline,
-          model: try reader.text(length: Int(modelLength), field: "model"),
+          deadlineMilliseconds: try reader.integer(),
+          model: try reader.string16("model"),
           input: try reader.bytes32()
         )
       )
@@ -205,16 +196,6 @@ private struct PayloadReader {
     return value
   }
 
-  /// Two fixed fields in one read.
-  mutating func integers<A: FixedWidthInteger, B: FixedWidthInteger>(_: A.Type, _: B.Type) throws(WireError)
-    -> (A, B)
-  {
-    guard let values = buffer.readMultipleIntegers(as: (A, B).self) else {
-      throw truncated("the fixed fields")
-    }
-    return values
-  }
-
   mutating func list8() throws(WireError) -> [UInt8] {
     let count = Int(try integer(UInt8.self))
     guard let bytes = buffer.readBytes(length: count) else { throw truncated("a list of \(count)") }
@@ -246,7 +227,7 @@ private struct PayloadReader {
     try text(length: Int(try integer(UInt32.self)), field: field)
   }
 
-  mutating func text(length: Int, field: String) throws(WireError) -> String {
+  private mutating func text(length: Int, field: String) throws(WireError) -> String {
     guard length <= buffer.readableBytes else { throw truncated("the \(length)-byte \(field)") }
     if let text = buffer.readValidatedUTF8(length: length) { return text }
     buffer.moveReaderIndex(forwardBy: length)
@@ -300,7 +281,7 @@ extension ByteBuffer {
     writeBytes(values)
   }
 
-  fileprivate func oversize(_ field: String, _ size: Int, limit: Int) -> WireError {
+  private func oversize(_ field: String, _ size: Int, limit: Int) -> WireError {
     WireError(
       code: .invalidArgument,
       message: "\(field) is \(size) long; its length prefix allows at most \(limit)",
