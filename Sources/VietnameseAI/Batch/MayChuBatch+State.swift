@@ -71,7 +71,8 @@ extension MayChuBatch {
     /// deadline) can be cancelled: a model that hangs would otherwise hold a worker for good,
     /// and a stopping server would wait for it forever.
     struct RunningBatch {
-      var tickets: [UInt64]
+      /// The batch's items: the worker's own array, shared, so keeping it costs no copy.
+      var items: [Item]
       var task: Task<Void, Never>?
       var abandoned = false
     }
@@ -245,7 +246,7 @@ extension MayChuBatch {
         batchesRun += 1
         itemsInBatches += batch.count
         nextBatchID &+= 1
-        running[nextBatchID] = RunningBatch(tickets: batch.map(\.ticket))
+        running[nextBatchID] = RunningBatch(items: batch)
         actions.batches.append((nextBatchID, batch))
       }
       if busyWorkers < soWorker, let oldest = queue.first {
@@ -275,6 +276,9 @@ extension MayChuBatch {
       var actions = Actions()
       // A batch nobody waits for takes nothing more: its task is cancelled or about to be.
       if running[id]?.abandoned == true { return actions }
+      // Let go of the shared copy while the batch grows, so that it grows in place.
+      running[id]?.items = []
+      defer { running[id]?.items = batch }
       let before = batch.count
       while batch.count < kichThuocBatch, let item = queue.popFirst() {
         guard tickets[item.ticket] != nil else { continue }  // tombstone
@@ -285,7 +289,6 @@ extension MayChuBatch {
           continue
         }
         batch.append(item)
-        running[id]?.tickets.append(item.ticket)
       }
       dropLeadingTombstones()
       itemsInBatches += batch.count - before
@@ -302,7 +305,8 @@ extension MayChuBatch {
 
     /// Marks the running batches whose every ticket has ended as abandoned, and cancels them.
     private mutating func abandonUnwantedBatches(into actions: inout Actions) {
-      for (id, batch) in running where !batch.abandoned && batch.tickets.allSatisfy({ tickets[$0] == nil }) {
+      for (id, batch) in running
+      where !batch.abandoned && batch.items.allSatisfy({ tickets[$0.ticket] == nil }) {
         running[id]!.abandoned = true
         if let task = batch.task { actions.cancelTasks.append(task) }
       }

@@ -20,9 +20,6 @@ package final class StreamSlot: Sendable {
     self.startedAt = startedAt
   }
 
-  /// Whether the stream has ended.
-  package var isEnded: Bool { ended.load(ordering: .acquiring) }
-
   /// Counts `count` tokens handed to the consumer. Call it once per burst, not per token.
   package func delivered(_ count: Int) {
     guard count > 0 else { return }
