@@ -2,6 +2,7 @@ public import Testing
 @_spi(Locking) import VietnameseAI
 
 /// Waits until `condition` holds, polling; records an issue and throws after `timeout`.
+/// The condition may itself wait (for a network round trip, say).
 ///
 /// The bound is generous on purpose: it only matters when the code under test is broken, and
 /// a busy two-core machine must never make a correct test fail.
@@ -9,16 +10,20 @@ public func eventually(
   _ what: String,
   timeout: Duration = .seconds(20),
   sourceLocation: SourceLocation = #_sourceLocation,
-  _ condition: () -> Bool
+  _ condition: () async -> Bool
 ) async throws {
   let start = ContinuousClock.now
-  while !condition() {
+  var pause = Duration.milliseconds(1)
+  while await !condition() {
     if ContinuousClock.now - start > timeout {
       Issue.record("timed out waiting for: \(what)", sourceLocation: sourceLocation)
       throw TimedOut()
     }
-    // Polling interval of a wait on real progress, not a timing assumption.
-    try await Task.sleep(for: .milliseconds(1))
+    // Polling interval of a wait on real progress, not a timing assumption: from 1 ms, so
+    // that quick waits stay quick, up to 20 ms, so that many tests polling at once (each look
+    // may encode statistics or decode frames) leave the machine to the code under test.
+    try await Task.sleep(for: pause)
+    pause = min(pause * 2, .milliseconds(20))
   }
 }
 

@@ -84,13 +84,14 @@ struct FaultTests {
       try await stalled.send(WireFrame(requestID: 1, message: .streamOpen(open)))
       // The server writes until the kernel's buffers and its own outbound buffer are full,
       // then stops producing: the count of tokens sent stops growing.
+      // Real sockets and the kernel's buffers: no clock to inject, so "stalled" is a count
+      // that did not move for 200 ms.
       var previous = -1.0
       try await eventually("the stream stalls") {
+        try? await Task.sleep(for: .milliseconds(200))
         let sent = (try? server.statistics().stream["tokens_sent"]) ?? 0
         defer { previous = sent }
-        if sent > 0 && sent == previous { return true }
-        Thread.sleep(forTimeInterval: 0.2)
-        return false
+        return sent > 0 && sent == previous
       }
       let stalledAt = try #require(try server.statistics().stream["tokens_sent"])
       // A few megabytes of frames at most (kernel buffers plus the 256 KiB high watermark),

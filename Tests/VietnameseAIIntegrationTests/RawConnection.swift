@@ -11,7 +11,10 @@ final class RawConnection: Sendable {
   /// What the server sent, shared by the connection and its channel handler.
   private final class Inbox: Sendable {
     struct State {
+      /// Bytes not yet decoded: the end of a frame still to come.
       var bytes = ByteBuffer()
+      /// Every frame decoded so far; each byte is decoded once however often tests look.
+      var frames: [WireFrame] = []
       var closed = false
     }
     let state = Locked(State())
@@ -122,13 +125,20 @@ final class RawConnection: Sendable {
 
   /// Every complete frame received so far, decoded as a client decodes them.
   func receivedFrames() throws -> [WireFrame] {
-    var bytes = inbox.withLock { $0.bytes }
+    // The decoder keeps nothing between frames but its settings, so a new one per look is
+    // the same decoder.
     var decoder = FrameDecoder(role: .client, decompressor: Zlib.Decompressor())
-    var frames: [WireFrame] = []
-    while let next = try decoder.decodeFrame(&bytes) {
-      frames.append(try next.get())
-    }
-    return frames
+    return try inbox.withLock { state -> Result<[WireFrame], any Error> in
+      do {
+        while let next = try decoder.decodeFrame(&state.bytes) {
+          state.frames.append(try next.get())
+        }
+        state.bytes.discardReadBytes()
+        return .success(state.frames)
+      } catch {
+        return .failure(error)
+      }
+    }.get()
   }
 
   /// Waits until at least `count` frames have arrived (or the server closed), then returns
