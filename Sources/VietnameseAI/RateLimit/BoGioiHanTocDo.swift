@@ -59,10 +59,7 @@ public final class BoGioiHanTocDo: Sendable {
 
   private let shards: [Shard]
   private let clock: InjectedClock
-  private let windowNanos: Int64
-  private let slotNanos: Int64
-  /// Token-bucket refill in tokens per nanosecond.
-  private let refillPerNano: Double
+  private let limits: LimitParameters
 
   /// Creates a rate limiter.
   ///
@@ -92,9 +89,14 @@ public final class BoGioiHanTocDo: Sendable {
     self.kichThuocBurst = kichThuocBurst ?? goiY
     self.cheDo = cheDo
     self.clock = InjectedClock(clock)
-    self.windowNanos = cuaSo.nanoseconds
-    self.slotNanos = max(windowNanos / Self.slotsPerWindow, 1)
-    self.refillPerNano = Double(goiY) / Double(windowNanos)
+    let windowNanos = cuaSo.nanoseconds
+    self.limits = LimitParameters(
+      goiY: goiY,
+      capacity: Double(kichThuocBurst ?? goiY),
+      windowNanos: windowNanos,
+      slotNanos: max(windowNanos / Self.slotsPerWindow, 1),
+      refillPerNano: Double(goiY) / Double(windowNanos)
+    )
     self.shards = (0..<Self.shardCount).map { _ in Shard() }
   }
 
@@ -118,41 +120,50 @@ public final class BoGioiHanTocDo: Sendable {
   ///
   /// A cost of zero or less is always allowed and takes nothing.
   public func choPhep(_ clientID: String, cost: Int = 1) -> Bool {
-    decide(clientID, cost: cost, detailed: false).choPhep
+    switch cheDo {
+    case .tokenBucket: decide(TokenBucketAllowance.self, clientID, cost: cost, detailed: false).choPhep
+    case .slidingWindow: decide(SlidingWindowAllowance.self, clientID, cost: cost, detailed: false).choPhep
+    }
   }
 
   /// Like ``choPhep(_:cost:)``, with what is left and, when rejected, the retry-after.
   public func kiemTra(_ clientID: String, cost: Int = 1) -> QuyetDinh {
-    decide(clientID, cost: cost, detailed: true)
+    switch cheDo {
+    case .tokenBucket: decide(TokenBucketAllowance.self, clientID, cost: cost, detailed: true)
+    case .slidingWindow: decide(SlidingWindowAllowance.self, clientID, cost: cost, detailed: true)
+    }
   }
 
   /// How long until a request of `cost` by `clientID` would be allowed: zero if it would be
   /// now, `nil` if never (the cost exceeds the capacity). Takes nothing.
   public func thoiGianCho(_ clientID: String, cost: Int = 1) -> Duration? {
-    let key = ClientKey(clientID)
-    let now = clock.nowNanoseconds()
-    return shard(for: key).state.withLock { shard in
-      var client = shard.clients.value(key: key.id, hash: key.hash) ?? fresh(now: now)
-      advance(&client, to: now)
-      return retryAfter(client, cost: max(cost, 0), now: now).map { .nanoseconds($0) }
-    }
+    let cost = max(cost, 0)
+    let nanos =
+      switch cheDo {
+      case .tokenBucket: peek(TokenBucketAllowance.self, clientID) { $0.retryAfter(cost: cost, now: $1, $2) }
+      case .slidingWindow:
+        peek(SlidingWindowAllowance.self, clientID) { $0.retryAfter(cost: cost, now: $1, $2) }
+      }
+    return nanos.map { .nanoseconds($0) }
   }
 
   /// Requests of cost 1 `clientID` could make right now. Takes nothing.
   public func layConLai(_ clientID: String) -> Int {
-    let key = ClientKey(clientID)
-    let now = clock.nowNanoseconds()
-    return shard(for: key).state.withLock { shard in
-      var client = shard.clients.value(key: key.id, hash: key.hash) ?? fresh(now: now)
-      advance(&client, to: now)
-      return remaining(client)
+    switch cheDo {
+    case .tokenBucket:
+      peek(TokenBucketAllowance.self, clientID) { client, _, limits in client.remaining(limits) }
+    case .slidingWindow:
+      peek(SlidingWindowAllowance.self, clientID) { client, _, limits in client.remaining(limits) }
     }
   }
 
   /// Forgets `clientID`: its next request starts from a full allowance.
   public func reset(_ clientID: String) {
     let key = ClientKey(clientID)
-    shard(for: key).state.withLock { _ = $0.clients.remove(key: key.id, hash: key.hash) }
+    shard(for: key).state.withLock { shard in
+      _ = shard.buckets.remove(key: key.id, hash: key.hash)
+      _ = shard.windows.remove(key: key.id, hash: key.hash)
+    }
   }
 
   /// Forgets every client that made no request for `timeout` (default 300 s).
@@ -168,7 +179,7 @@ public final class BoGioiHanTocDo: Sendable {
     var removed = 0
     for shard in shards {
       removed += shard.state.withLock { shard in
-        shard.clients.removeAll { $0.lastSeen <= cutoff }
+        shard.buckets.removeAll { $0.lastSeen <= cutoff } + shard.windows.removeAll { $0.lastSeen <= cutoff }
       }
     }
     return removed
@@ -183,7 +194,7 @@ public final class BoGioiHanTocDo: Sendable {
       shard.state.withLock { shard in
         allowed += shard.allowed
         rejected += shard.rejected
-        clients += shard.clients.count
+        clients += shard.buckets.count + shard.windows.count
       }
     }
     let total = allowed + rejected
@@ -200,8 +211,7 @@ public final class BoGioiHanTocDo: Sendable {
   package func trackedEntries(_ clientID: String) -> (live: Int, stored: Int) {
     let key = ClientKey(clientID)
     return shard(for: key).state.withLock { shard in
-      guard let client = shard.clients.value(key: key.id, hash: key.hash) else { return (0, 0) }
-      return (client.slots.count - client.slotsHead, client.slots.count)
+      shard.windows.value(key: key.id, hash: key.hash)?.trackedSlots ?? (0, 0)
     }
   }
 
@@ -220,26 +230,10 @@ public final class BoGioiHanTocDo: Sendable {
     }
   }
 
-  /// One client's allowance.
-  struct ClientState {
-    /// Token bucket: tokens left at `lastSeen`.
-    var tokens: Double
-    /// The last time the client was seen (and, for the bucket, refilled).
-    var lastSeen: Int64
-    /// Sliding window: admissions per slot, oldest first, each stamped with its slot's end.
-    var slots: [Slot] = []
-    var slotsHead = 0
-    /// Sliding window: admissions inside the window.
-    var inWindow = 0
-  }
-
-  struct Slot {
-    var end: Int64
-    var count: Int
-  }
-
   struct ShardState {
-    var clients = ClientTable(empty: ClientState(tokens: 0, lastSeen: 0))
+    // One table per algorithm; a limiter uses one of them.
+    var buckets = ClientTable(empty: TokenBucketAllowance.placeholder)
+    var windows = ClientTable(empty: SlidingWindowAllowance.placeholder)
     var allowed = 0
     var rejected = 0
   }
@@ -256,111 +250,52 @@ public final class BoGioiHanTocDo: Sendable {
     shards[Int(truncatingIfNeeded: UInt(bitPattern: key.hash) &>> 7) & (Self.shardCount - 1)]
   }
 
-  private func fresh(now: Int64) -> ClientState {
-    ClientState(tokens: Double(kichThuocBurst), lastSeen: now)
+  /// `read` of `clientID`'s allowance as of `now`, without changing the stored one.
+  ///
+  /// `read` runs under the shard's lock: a sliding window's log is shared with the table.
+  private func peek<A: ClientAllowance, R: Sendable>(
+    _: A.Type,
+    _ clientID: String,
+    _ read: (A, Int64, LimitParameters) -> R
+  ) -> R {
+    let key = ClientKey(clientID)
+    let now = clock.nowNanoseconds()
+    let limits = self.limits
+    return shard(for: key).state.withLock { shard in
+      var client = A.withTable(in: &shard) { $0.value(key: key.id, hash: key.hash) } ?? A(now: now, limits)
+      client.advance(to: now, limits)
+      return read(client, now, limits)
+    }
   }
 
-  private func decide(_ clientID: String, cost rawCost: Int, detailed: Bool) -> QuyetDinh {
+  @inline(__always)
+  private func decide<A: ClientAllowance>(
+    _: A.Type,
+    _ clientID: String,
+    cost rawCost: Int,
+    detailed: Bool
+  ) -> QuyetDinh {
     let key = ClientKey(clientID)
     let cost = max(rawCost, 0)
     let now = clock.nowNanoseconds()
-    let fresh = fresh(now: now)
+    let limits = self.limits
     return shard(for: key).state.withLock { shard in
       // One table lookup, which inserts a new client and mutates in place.
-      let decision = shard.clients.update(key: key.id, hash: key.hash, default: fresh) { client in
-        decide(&client, cost: cost, now: now, detailed: detailed)
+      let decision = A.withTable(in: &shard) { table in
+        table.update(key: key.id, hash: key.hash, default: A(now: now, limits)) { client in
+          client.advance(to: now, limits)
+          let allowed = client.take(cost, now: now, limits)
+          guard detailed else { return QuyetDinh(choPhep: allowed, conLai: 0, retryAfter: nil) }
+          return QuyetDinh(
+            choPhep: allowed,
+            conLai: client.remaining(limits),
+            retryAfter: allowed
+              ? .zero : client.retryAfter(cost: cost, now: now, limits).map { .nanoseconds($0) }
+          )
+        }
       }
       if decision.choPhep { shard.allowed += 1 } else { shard.rejected += 1 }
       return decision
-    }
-  }
-
-  @inline(__always)
-  private func decide(_ client: inout ClientState, cost: Int, now: Int64, detailed: Bool) -> QuyetDinh {
-    advance(&client, to: now)
-    let allowed: Bool
-    switch cheDo {
-    case .tokenBucket:
-      allowed = client.tokens >= Double(cost)
-      if allowed { client.tokens -= Double(cost) }
-    case .slidingWindow:
-      allowed = client.inWindow + cost <= goiY
-      if allowed && cost > 0 { record(cost, in: &client, now: now) }
-    }
-    guard detailed else { return QuyetDinh(choPhep: allowed, conLai: 0, retryAfter: nil) }
-    return QuyetDinh(
-      choPhep: allowed,
-      conLai: remaining(client),
-      retryAfter: allowed ? .zero : retryAfter(client, cost: cost, now: now).map { .nanoseconds($0) }
-    )
-  }
-
-  /// Brings a client's allowance up to `now`: refills the bucket, expires old slots.
-  @inline(__always)
-  private func advance(_ client: inout ClientState, to now: Int64) {
-    let elapsed = now - client.lastSeen
-    switch cheDo {
-    case .tokenBucket:
-      if elapsed > 0 {
-        client.tokens = min(Double(kichThuocBurst), client.tokens + Double(elapsed) * refillPerNano)
-      }
-    case .slidingWindow:
-      // A slot counts while now < end + window; drop the ones that stopped counting.
-      while client.slotsHead < client.slots.count,
-        client.slots[client.slotsHead].end + windowNanos <= now
-      {
-        client.inWindow -= client.slots[client.slotsHead].count
-        client.slotsHead += 1
-      }
-      if client.slotsHead == client.slots.count {
-        client.slots.removeAll(keepingCapacity: true)
-        client.slotsHead = 0
-      } else if client.slotsHead >= 16 && client.slotsHead * 2 >= client.slots.count {
-        // Amortised O(1): the expired prefix is dropped once it is half the array.
-        client.slots.removeFirst(client.slotsHead)
-        client.slotsHead = 0
-      }
-    }
-    if now > client.lastSeen { client.lastSeen = now }
-  }
-
-  /// Remembers `cost` admissions at `now` in the sliding window.
-  private func record(_ cost: Int, in client: inout ClientState, now: Int64) {
-    let end = (now / slotNanos + 1) * slotNanos
-    client.inWindow += cost
-    if client.slotsHead < client.slots.count, client.slots[client.slots.count - 1].end == end {
-      client.slots[client.slots.count - 1].count += cost
-      return
-    }
-    client.slots.append(Slot(end: end, count: cost))
-  }
-
-  private func remaining(_ client: ClientState) -> Int {
-    switch cheDo {
-    case .tokenBucket: return Int(client.tokens.rounded(.down))
-    case .slidingWindow: return goiY - client.inWindow
-    }
-  }
-
-  /// Nanoseconds until `cost` would be allowed; `nil` if never.
-  private func retryAfter(_ client: ClientState, cost: Int, now: Int64) -> Int64? {
-    switch cheDo {
-    case .tokenBucket:
-      if Double(cost) > Double(kichThuocBurst) { return nil }
-      let missing = Double(cost) - client.tokens
-      if missing <= 0 { return 0 }
-      return Int64((missing / refillPerNano).rounded(.up))
-    case .slidingWindow:
-      if cost > goiY { return nil }
-      var mustFree = client.inWindow + cost - goiY
-      if mustFree <= 0 { return 0 }
-      var index = client.slotsHead
-      while index < client.slots.count {
-        mustFree -= client.slots[index].count
-        if mustFree <= 0 { return max(client.slots[index].end + windowNanos - now, 0) }
-        index += 1
-      }
-      return nil  // unreachable while inWindow equals the sum of the live slots
     }
   }
 }
