@@ -524,4 +524,53 @@ struct MayChuBatchTests {
     #expect(stats.queueSize == 0)
     #expect(stats.batchSizeTB >= 1)
   }
+
+  @Test("a sink gets one batch's outcomes for its requests in one delivery, by tag")
+  func sinkGroupsABatch() async throws {
+    let h = try Harness(kichThuocBatch: 8, timeoutBatch: .seconds(10))
+    let deliveries = Recorder<[(tag: UInt32, value: Int)]>()
+    func sink() -> BatchSink<Int> {
+      BatchSink { outcomes in deliveries.append(outcomes.map { ($0.tag, try! $0.result.get()) }) }
+    }
+    let (a, b) = (sink(), sink())
+    for i in 0..<8 {
+      h.server.submit(i, deadline: nil, sink: i % 2 == 0 ? a : b, tag: UInt32(100 + i))
+    }
+    try await eventually("both sinks answered") { deliveries.all.count == 2 }
+    #expect(h.batches.all.map(\.count) == [8])
+    let groups = deliveries.all.map { $0.map(\.tag) }.sorted { $0[0] < $1[0] }
+    #expect(groups == [[100, 102, 104, 106], [101, 103, 105, 107]])
+    for delivery in deliveries.all {
+      for (tag, value) in delivery { #expect(value == Int(tag - 100) * 2) }
+    }
+    await h.server.dung()
+  }
+
+  @Test("a sink's requests fail like any other: queue full, cancelled, deadline passed")
+  func sinkFailures() async throws {
+    let h = try Harness(kichThuocBatch: 1, timeoutBatch: .zero, toiDaCho: 2, gated: true)
+    let outcomes = Recorder<(tag: UInt32, outcome: String)>()
+    let sink = BatchSink<Int> { delivered in
+      for (tag, result) in delivered {
+        switch result {
+        case .success(let value): outcomes.append((tag, "\(value)"))
+        case .failure(let error as VietnameseAIError): outcomes.append((tag, error.code.name))
+        case .failure(let error): outcomes.append((tag, "\(type(of: error))"))
+        }
+      }
+    }
+    h.server.submit(0, deadline: nil, sink: sink, tag: 0)
+    try await eventually("first running") { h.gate.entered == 1 }
+    let cancelled = h.server.submit(1, deadline: nil, sink: sink, tag: 1)
+    h.server.submit(2, deadline: .seconds(1), sink: sink, tag: 2)
+    h.server.submit(3, deadline: nil, sink: sink, tag: 3)  // the queue holds two
+    h.server.cancel(ticket: cancelled)
+    await h.clock.advance(by: .seconds(2))
+    try await eventually("three failed") { outcomes.all.count == 3 }
+    h.gate.open()
+    try await eventually("all answered") { outcomes.all.count == 4 }
+    let byTag = Dictionary(uniqueKeysWithValues: outcomes.all.map { ($0.tag, $0.outcome) })
+    #expect(byTag == [0: "0", 1: "CancellationError", 2: "deadline_exceeded", 3: "queue_full"])
+    await h.server.dung()
+  }
 }

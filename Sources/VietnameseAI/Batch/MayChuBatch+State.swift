@@ -56,6 +56,8 @@ extension MayChuBatch {
     enum Waiter: Sendable {
       case single(Completion<KetQua>)
       case group(Completion<[KetQua]>, GroupResults)
+      /// One input, answered through a sink shared with the submitter's other requests.
+      case tagged(BatchSink<KetQua>, tag: UInt32)
     }
 
     struct Ticket {
@@ -88,12 +90,14 @@ extension MayChuBatch {
     enum Resumption {
       case single(Completion<KetQua>, Result<KetQua, any Error>)
       case group(Completion<[KetQua]>, Result<[KetQua], any Error>)
+      case tagged(BatchSink<KetQua>, [BatchSink<KetQua>.Outcome])
       case stopped(CheckedContinuation<Void, Never>)
 
       func resume() {
         switch self {
         case .single(let c, let r): c(r)
         case .group(let c, let r): c(r)
+        case .tagged(let sink, let outcomes): sink.deliver(outcomes)
         case .stopped(let c): c.resume()
         }
       }
@@ -107,9 +111,26 @@ extension MayChuBatch {
       /// Arm the batch timer for this offset (nanoseconds); the old timer, if any, is cancelled.
       var armTimer: (at: Int64, generation: UInt64)?
       var cancelTasks: [Task<Void, Never>] = []
+      /// Outcomes for sinks, one group per sink, delivered after `resumptions`.
+      var sinkOutcomes: [(sink: BatchSink<KetQua>, outcomes: [BatchSink<KetQua>.Outcome])] = []
 
       var isEmpty: Bool {
         resumptions.isEmpty && batches.isEmpty && armTimer == nil && cancelTasks.isEmpty
+          && sinkOutcomes.isEmpty
+      }
+
+      /// Adds an outcome to its sink's group. A batch serves a handful of sinks (connections),
+      /// and runs of one sink's requests are common, so the search starts from the last group.
+      mutating func append(_ result: Result<KetQua, any Error>, tag: UInt32, for sink: BatchSink<KetQua>) {
+        var index = sinkOutcomes.count - 1
+        while index >= 0 {
+          if sinkOutcomes[index].sink === sink {
+            sinkOutcomes[index].outcomes.append((tag, result))
+            return
+          }
+          index -= 1
+        }
+        sinkOutcomes.append((sink, [(tag, result)]))
       }
     }
 
@@ -390,6 +411,10 @@ extension MayChuBatch {
           if ticket.deadline != nil { deadlineEnded() }
           actions.resumptions.append(.group(continuation, .success(group.results.map { $0! })))
         }
+      case .tagged(let sink, let tag):
+        tickets[item.ticket] = nil
+        if ticket.deadline != nil { deadlineEnded() }
+        actions.append(.success(output), tag: tag, for: sink)
       }
     }
 
@@ -413,6 +438,10 @@ extension MayChuBatch {
         self[keyPath: counter] += group.remaining
         actions.resumptions.append(.group(continuation, .failure(error)))
         computing = ticket.queued < group.remaining
+      case .tagged(let sink, let tag):
+        self[keyPath: counter] += 1
+        actions.append(.failure(error), tag: tag, for: sink)
+        computing = ticket.queued == 0
       }
       // Some of its items are with the model: their batch may now be wanted by nobody.
       if computing && !running.isEmpty { abandonUnwantedBatches(into: &actions) }

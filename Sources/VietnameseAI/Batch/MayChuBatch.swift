@@ -248,6 +248,17 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
 
   /// Predicts several inputs, as ``duDoanBatch(_:deadline:)``, with a completion as
   /// ``submit(_:deadline:completion:)``.
+  /// Queues one input whose outcome goes to `sink` under `tag`, grouped with the outcomes of
+  /// the sink's other requests in the same batch. Returns the ticket to cancel it with.
+  @_specialize(exported:true,where DauVao == String, KetQua == String)
+  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
+  @discardableResult
+  package func submit(_ dauVao: DauVao, deadline: Duration?, sink: BatchSink<KetQua>, tag: UInt32) -> UInt64 {
+    let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
+    submit(ticket: id, waiter: .tagged(sink, tag: tag), inputs: CollectionOfOne(dauVao), deadline: deadline)
+    return id
+  }
+
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   @discardableResult
@@ -332,6 +343,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     if actions.isEmpty { return }
     for task in actions.cancelTasks { task.cancel() }
     for resumption in actions.resumptions { resumption.resume() }
+    for (sink, outcomes) in actions.sinkOutcomes { sink.deliver(outcomes) }
     for (id, batch) in actions.batches {
       let task = Task { await self.run(batch, id: id) }
       if let unwanted = state.withLock({ $0.attach(batchTask: task, id: id) }) { unwanted.cancel() }
@@ -402,6 +414,7 @@ extension MayChuBatch.State.Resumption {
     switch waiter {
     case .single(let c): self = .single(c, .failure(error))
     case .group(let c, _): self = .group(c, .failure(error))
+    case .tagged(let sink, let tag): self = .tagged(sink, [(tag, .failure(error))])
     }
   }
 }

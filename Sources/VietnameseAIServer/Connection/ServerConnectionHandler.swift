@@ -53,6 +53,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private var reader: FrameReader
   private var writer: FrameWriter
   private var inFlight: [UInt32: InFlight] = [:]
+  /// One sink per model this connection sent requests to.
+  private var sinks: [(model: ServedModel, sink: any ServedModel.Sink)] = []
   private let gate = OutboundGate()
   /// Lets pulled streams continue after the loop's next poll for I/O; `nil` runs every
   /// generator as a task.
@@ -107,6 +109,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     idleTimer?.cancel()
     self.context = nil
     self.bound = nil
+    self.sinks.removeAll()
   }
 
   func channelActive(context: ChannelHandlerContext) {
@@ -327,11 +330,38 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
   // MARK: Work
 
+  /// Hands a request to its model's batcher through this connection's sink for the model,
+  /// and records it as in flight. An answer is handled as in ``enqueue(id:model:answer:submit:)``.
   private func predict(_ request: WireMessage.Predict, id: UInt32) {
+    guard let model = model(named: request.model, id: id), let sink = sink(for: model) else { return }
     let deadline = Self.deadline(request.deadlineMilliseconds)
-    enqueue(id: id, model: request.model, answer: WireMessage.result) { model, completion in
-      try model.submit(request.input, deadline, completion)
+    do {
+      let ticket = try intoCore { try model.submitTagged(request.input, deadline, sink, id) }
+      inFlight[id] = InFlight(work: .batch(model, ticket: ticket))
+    } catch {
+      send(.error(ServerCore.errorInfo(for: error)), id: id)
     }
+  }
+
+  /// This connection's sink for `model`'s answers, made on first use. A batch hands it all of
+  /// its answers for this connection at once, so answers from a batch that ran on another loop
+  /// cost one hop rather than one each.
+  private func sink(for model: ServedModel) -> (any ServedModel.Sink)? {
+    for entry in sinks where entry.model === model { return entry.sink }
+    guard let bound, let loop = context?.eventLoop else { return nil }
+    let sink = model.makeSink { answers in
+      if loop.inEventLoop && bound.value.coreCalls == 0 {
+        bound.value.finish(answers)
+      } else {
+        loop.execute { bound.value.finish(answers) }
+      }
+    }
+    sinks.append((model, sink))
+    return sink
+  }
+
+  private func finish(_ answers: [(tag: UInt32, result: Result<ByteBuffer, any Error>)]) {
+    for (id, result) in answers { finish(id, with: result.map(WireMessage.result)) }
   }
 
   private func batchPredict(_ request: WireMessage.BatchPredict, id: UInt32) {

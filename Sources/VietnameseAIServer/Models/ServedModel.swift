@@ -25,8 +25,18 @@ public final class ServedModel: Sendable {
 
   typealias Completion<Value> = @Sendable (Result<Value, any Error>) -> Void
 
+  /// A connection's sink for this model's answers (a ``BatchSink`` of the model's output type),
+  /// made by ``makeSink`` and given back to ``submitTagged``.
+  typealias Sink = AnyObject & Sendable
+  /// Answers for a sink, by tag, already encoded.
+  typealias SinkReceiver = @Sendable ([(tag: UInt32, result: Result<ByteBuffer, any Error>)]) -> Void
+
   let submit: @Sendable (ByteBuffer, Duration?, @escaping Completion<ByteBuffer>) throws -> UInt64
   let submitBatch: @Sendable ([ByteBuffer], Duration?, @escaping Completion<[ByteBuffer]>) throws -> UInt64
+  /// Like `submit`, answering through a sink from ``makeSink``: no closure per request, and a
+  /// batch's answers for one connection arrive together.
+  let submitTagged: @Sendable (ByteBuffer, Duration?, any Sink, UInt32) throws -> UInt64
+  let makeSink: @Sendable (@escaping SinkReceiver) -> any Sink
   let cancel: @Sendable (UInt64) -> Void
   let statistics: @Sendable () -> ThongKeBatch
   let start: @Sendable () throws(VietnameseAIError) -> Void
@@ -52,6 +62,14 @@ public final class ServedModel: Sendable {
     self.submitBatch = { items, deadline, completion in
       let inputs = try items.map(decode)
       return batcher.submitBatch(inputs, deadline: deadline) { completion($0.map { $0.map(encode) }) }
+    }
+    self.submitTagged = { bytes, deadline, sink, tag in
+      let input = try decode(bytes)
+      // Sinks come from this model's `makeSink` only: the cast cannot fail.
+      return batcher.submit(input, deadline: deadline, sink: sink as! BatchSink<KetQua>, tag: tag)
+    }
+    self.makeSink = { receive in
+      BatchSink<KetQua> { outcomes in receive(outcomes.map { ($0.tag, $0.result.map(encode)) }) }
     }
     self.cancel = { batcher.cancel(ticket: $0) }
     self.statistics = { batcher.layThongKe() }
