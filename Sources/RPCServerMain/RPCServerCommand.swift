@@ -193,6 +193,7 @@ struct RPCServerCommand: AsyncParsableCommand {
     configuration.compressionThreshold = compressionThreshold
     configuration.allowsCompression = !noCompression
     configuration.generatorsRunOnEventLoops = !poolExecutor
+    configuration.batchesRunOnEventLoops = !poolExecutor
     configuration.maxConnections = maxConnections
     configuration.maxConcurrentRequests = maxConcurrentRequests
     configuration.handshakeTimeout = try seconds(handshakeTimeout, "--handshake-timeout")

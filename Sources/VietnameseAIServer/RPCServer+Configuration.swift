@@ -47,6 +47,13 @@ extension RPCServer {
     /// as tasks.
     public var generatorsRunOnEventLoops = true
 
+    /// Whether a model's batches run on an event loop: the loop of the connections whose
+    /// requests the batch was formed for (each loop queues in a lane of its own). On by
+    /// default: a batch's answers then reach their connections without a hop between threads.
+    /// Turn it off for models whose batch function holds the CPU for long without suspending,
+    /// which would otherwise hold up the connections of its loop.
+    public var batchesRunOnEventLoops = true
+
     public init() {}
 
     /// The parameters of ``BoGioiHanTocDo``, with the design's defaults.

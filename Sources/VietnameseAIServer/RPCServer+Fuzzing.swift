@@ -20,6 +20,12 @@ extension RPCServer {
   /// on that channel's event loop. Generators run as tasks: there is no poll to yield to.
   @_spi(Fuzzing)
   public func makeConnectionHandler() -> any ChannelHandler {
-    ServerConnectionHandler(core: core, registry: registry, yield: nil, logger: logger)
+    ServerConnectionHandler(
+      core: core,
+      registry: registry,
+      yield: nil,
+      lane: BatchLanes.Lane(index: 0, executor: nil),
+      logger: logger
+    )
   }
 }

@@ -160,6 +160,7 @@ public final class RPCServer: Service, Sendable {
     let core = self.core
     let registry = self.registry
     let logger = self.logger
+    let lanes = BatchLanes(group: group, runOnLoops: configuration.batchesRunOnEventLoops)
     return try await ServerBootstrap(group: group)
       .serverChannelOption(.backlog, value: 1024)
       .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -172,6 +173,7 @@ public final class RPCServer: Service, Sendable {
               core: core,
               registry: registry,
               yield: yields.yield(for: channel.eventLoop),
+              lane: lanes.lane(for: channel.eventLoop),
               logger: logger
             )
           )

@@ -1,4 +1,5 @@
 import Clocks
+import Dispatch
 import TestSupport
 import Testing
 
@@ -572,5 +573,39 @@ struct MayChuBatchTests {
     let byTag = Dictionary(uniqueKeysWithValues: outcomes.all.map { ($0.tag, $0.outcome) })
     #expect(byTag == [0: "0", 1: "CancellationError", 2: "deadline_exceeded", 3: "queue_full"])
     await h.server.dung()
+  }
+
+  @Test("a batch is formed for the lane waiting longest, topped up from the others, and runs on its executor")
+  func lanes() async throws {
+    let h = try Harness(kichThuocBatch: 4, timeoutBatch: .zero, gated: true)
+    let answered = Counter()
+    let laneOneExecutor = CountingExecutor()
+    let laneZero = BatchSink<Int>(lane: 0) { answered.increment(by: $0.count) }
+    let laneOne = BatchSink<Int>(lane: 1, executor: laneOneExecutor) { answered.increment(by: $0.count) }
+    h.server.submit(0, deadline: nil, sink: laneZero, tag: 0)
+    try await eventually("first batch running") { h.gate.entered == 1 }
+    for value in [10, 11, 12] { h.server.submit(value, deadline: nil, sink: laneOne, tag: 0) }
+    for value in [1, 2] { h.server.submit(value, deadline: nil, sink: laneZero, tag: 0) }
+    for value in [13, 14] { h.server.submit(value, deadline: nil, sink: laneOne, tag: 0) }
+    #expect(laneOneExecutor.jobs == 0)
+    h.gate.open()
+    try await eventually("all answered") { answered.current == 8 }
+    // Lane 1's first request came before lane 0's: its batch goes first and takes only lane 1;
+    // the next is lane 0's, with room for lane 1's last.
+    #expect(h.batches.all == [[0], [10, 11, 12, 13], [1, 2, 14]])
+    #expect(laneOneExecutor.jobs > 0)
+    await h.server.dung()
+  }
+}
+
+/// A task executor that runs jobs on Dispatch and counts them.
+private final class CountingExecutor: TaskExecutor {
+  private let count = Counter()
+  var jobs: Int { count.current }
+
+  func enqueue(_ job: consuming ExecutorJob) {
+    count.increment()
+    let job = UnownedJob(job)
+    DispatchQueue.global().async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
   }
 }

@@ -16,7 +16,9 @@ final class Recorder<Value: Sendable>: Sendable {
 /// A counter shared between tasks.
 final class Counter: Sendable {
   private let value = Atomic<Int>(0)
-  @discardableResult func increment() -> Int { value.wrappingAdd(1, ordering: .relaxed).newValue }
+  @discardableResult func increment(by amount: Int = 1) -> Int {
+    value.wrappingAdd(amount, ordering: .relaxed).newValue
+  }
   func decrement() { value.wrappingSubtract(1, ordering: .relaxed) }
   var current: Int { value.load(ordering: .relaxed) }
 }

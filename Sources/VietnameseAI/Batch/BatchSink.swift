@@ -9,10 +9,26 @@ package final class BatchSink<KetQua: Sendable>: Sendable {
   /// One request's outcome, under the tag it was submitted with.
   package typealias Outcome = (tag: UInt32, result: Result<KetQua, any Error>)
 
+  /// The queue its requests wait in. A server gives each event loop a lane of its own.
+  let lane: Int
+  /// Where batches formed for the lane prefer to run: the lane's event loop.
+  let executor: (any TaskExecutor)?
   private let receive: @Sendable ([Outcome]) -> Void
 
   /// A sink that hands each group of outcomes to `receive`, on whatever thread finished them.
-  package init(_ receive: @escaping @Sendable ([Outcome]) -> Void) {
+  ///
+  /// - Parameters:
+  ///   - lane: The lane its requests queue in; lanes are numbered from 0, and a batcher keeps
+  ///     as many as the highest number it saw.
+  ///   - executor: Where batches formed for the lane prefer to run; `nil` lets Swift choose.
+  package init(
+    lane: Int = 0,
+    executor: (any TaskExecutor)? = nil,
+    _ receive: @escaping @Sendable ([Outcome]) -> Void
+  ) {
+    precondition(lane >= 0, "lanes are numbered from 0")
+    self.lane = lane
+    self.executor = executor
     self.receive = receive
   }
 

@@ -75,6 +75,8 @@ extension MayChuBatch {
     struct RunningBatch {
       /// The batch's items: the worker's own array, shared, so keeping it costs no copy.
       var items: [Item]
+      /// The lane the batch was formed for, which its top-up takes from first.
+      var lane: Int
       var task: Task<Void, Never>?
       var abandoned = false
     }
@@ -107,7 +109,7 @@ extension MayChuBatch {
     struct Actions {
       var resumptions: [Resumption] = []
       /// Batches to start, each with its id in ``running``.
-      var batches: [(id: UInt64, items: [Item])] = []
+      var batches: [(id: UInt64, items: [Item], executor: (any TaskExecutor)?)] = []
       /// Arm the batch timer for this offset (nanoseconds); the old timer, if any, is cancelled.
       var armTimer: (at: Int64, generation: UInt64)?
       var cancelTasks: [Task<Void, Never>] = []
@@ -140,8 +142,12 @@ extension MayChuBatch {
     let toiDaCho: Int
 
     var lifecycle = Lifecycle.idle
-    var queue = Deque<Item>()
-    /// Items in `queue` whose ticket is alive; `queue.count` minus tombstones.
+    /// Waiting items, one queue per lane (see ``BatchSink``); lane 0 takes every request
+    /// submitted without a sink.
+    var lanes = [Deque<Item>()]
+    /// Where each lane's batches prefer to run; `nil` lets Swift choose.
+    var laneExecutors: [(any TaskExecutor)?] = [nil]
+    /// Items in `lanes` whose ticket is alive: their count minus tombstones.
     var liveQueued = 0
     var tickets: [UInt64: Ticket] = [:]
     var busyWorkers = 0
@@ -213,9 +219,18 @@ extension MayChuBatch {
       now: Int64
     ) -> Actions {
       tickets[id] = Ticket(waiter: waiter, queued: inputs.count, deadline: deadline)
+      var lane = 0
+      if case .tagged(let sink, _) = waiter {
+        lane = sink.lane
+        while lanes.count <= lane {
+          lanes.append(Deque())
+          laneExecutors.append(nil)
+        }
+        if laneExecutors[lane] == nil { laneExecutors[lane] = sink.executor }
+      }
       var index = 0
       for input in inputs {
-        queue.append(Item(ticket: id, index: index, input: input, arrival: now))
+        lanes[lane].append(Item(ticket: id, index: index, input: input, arrival: now))
         index += 1
       }
       liveQueued += inputs.count
@@ -246,34 +261,69 @@ extension MayChuBatch {
       return actions
     }
 
+    /// A batch is formed for the lane whose first request waits longest, from that lane's
+    /// requests first, then, if it has room, from the other lanes'. A server gives each event
+    /// loop its own lane, and the batch runs on that lane's loop: most of its answers then go
+    /// to connections of the loop it ran on, without a hop to another thread, and a batch
+    /// never runs less full than the queue allows.
     private mutating func dispatch(now: Int64, into actions: inout Actions) {
-      while busyWorkers < soWorker, let oldest = queue.first, isDue(oldest, now: now) {
+      while busyWorkers < soWorker, let lane = oldestLane(), isDue(lanes[lane].first!, now: now) {
         var batch: [Item] = []
         batch.reserveCapacity(min(kichThuocBatch, liveQueued))
-        while batch.count < kichThuocBatch, let item = queue.popFirst() {
-          guard tickets[item.ticket] != nil else { continue }  // tombstone
-          tickets[item.ticket]!.queued -= 1
-          liveQueued -= 1
-          if let deadline = tickets[item.ticket]!.deadline, deadline <= now {
-            // Never hand the model a request nobody waits for any more.
-            fail(ticket: item.ticket, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
-            continue
-          }
-          batch.append(item)
-        }
-        dropLeadingTombstones()
+        take(into: &batch, preferring: lane, now: now, actions: &actions)
         if batch.isEmpty { continue }
         busyWorkers += 1
         batchesRun += 1
         itemsInBatches += batch.count
         nextBatchID &+= 1
-        running[nextBatchID] = RunningBatch(items: batch)
-        actions.batches.append((nextBatchID, batch))
+        running[nextBatchID] = RunningBatch(items: batch, lane: lane)
+        actions.batches.append((nextBatchID, batch, laneExecutors[lane]))
       }
-      if busyWorkers < soWorker, let oldest = queue.first {
-        armTimer(at: oldest.arrival + timeoutBatch, into: &actions)
+      if busyWorkers < soWorker, let lane = oldestLane() {
+        armTimer(at: lanes[lane].first!.arrival + timeoutBatch, into: &actions)
       }
       finishStoppingIfDrained(into: &actions)
+    }
+
+    /// The lane whose first request arrived first (by arrival, then ticket), if any request
+    /// waits. Lane heads are always alive (see ``dropLeadingTombstones()``).
+    private func oldestLane() -> Int? {
+      var oldest: Int?
+      for lane in lanes.indices {
+        guard let first = lanes[lane].first else { continue }
+        if let best = oldest, let head = lanes[best].first,
+          (head.arrival, head.ticket) <= (first.arrival, first.ticket)
+        {
+          continue
+        }
+        oldest = lane
+      }
+      return oldest
+    }
+
+    /// Moves waiting requests into `batch` until it holds ``kichThuocBatch``: from `lane`
+    /// first, then from the others in turn. Requests whose deadline has passed are failed on
+    /// the way: the model is never handed a request nobody waits for any more.
+    private mutating func take(
+      into batch: inout [Item],
+      preferring lane: Int,
+      now: Int64,
+      actions: inout Actions
+    ) {
+      for offset in lanes.indices where batch.count < kichThuocBatch {
+        let source = (lane + offset) % lanes.count
+        while batch.count < kichThuocBatch, let item = lanes[source].popFirst() {
+          guard tickets[item.ticket] != nil else { continue }  // tombstone
+          tickets[item.ticket]!.queued -= 1
+          liveQueued -= 1
+          if let deadline = tickets[item.ticket]!.deadline, deadline <= now {
+            fail(ticket: item.ticket, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
+            continue
+          }
+          batch.append(item)
+        }
+      }
+      dropLeadingTombstones()
     }
 
     /// Makes sure the timer fires no later than `due`: re-arms it only if `due` is earlier than
@@ -301,17 +351,7 @@ extension MayChuBatch {
       running[id]?.items = []
       defer { running[id]?.items = batch }
       let before = batch.count
-      while batch.count < kichThuocBatch, let item = queue.popFirst() {
-        guard tickets[item.ticket] != nil else { continue }  // tombstone
-        tickets[item.ticket]!.queued -= 1
-        liveQueued -= 1
-        if let deadline = tickets[item.ticket]!.deadline, deadline <= now {
-          fail(ticket: item.ticket, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
-          continue
-        }
-        batch.append(item)
-      }
-      dropLeadingTombstones()
+      take(into: &batch, preferring: running[id]?.lane ?? 0, now: now, actions: &actions)
       itemsInBatches += batch.count - before
       return actions
     }
@@ -464,21 +504,25 @@ extension MayChuBatch {
 
     // MARK: Queue upkeep
 
-    /// Keeps the invariant that the queue's first item, if any, is alive, so that the batch
+    /// Keeps the invariant that each lane's first item, if any, is alive, so that the batch
     /// timer always measures from a request somebody still waits for.
     private mutating func dropLeadingTombstones() {
-      while let first = queue.first, tickets[first.ticket] == nil {
-        queue.removeFirst()
+      for lane in lanes.indices {
+        while let first = lanes[lane].first, tickets[first.ticket] == nil {
+          lanes[lane].removeFirst()
+        }
       }
     }
 
     /// Bounds the memory tombstones can hold: once they outnumber live items (and there are
     /// enough of them to matter), rebuild the queue without them.
     private mutating func compactIfMostlyTombstones() {
-      let tombstones = queue.count - liveQueued
+      let tombstones = lanes.reduce(0) { $0 + $1.count } - liveQueued
       guard tombstones > 64, tombstones > liveQueued else { return }
       let tickets = self.tickets
-      queue = Deque(queue.filter { tickets[$0.ticket] != nil })
+      for lane in lanes.indices {
+        lanes[lane] = Deque(lanes[lane].filter { tickets[$0.ticket] != nil })
+      }
     }
 
     // MARK: Stopping
@@ -486,7 +530,7 @@ extension MayChuBatch {
     private mutating func finishStoppingIfDrained(into actions: inout Actions) {
       guard lifecycle == .stopping, liveQueued == 0, busyWorkers == 0 else { return }
       lifecycle = .stopped
-      queue.removeAll()
+      for lane in lanes.indices { lanes[lane].removeAll() }
       deadlines = Heap()
       liveDeadlines = 0
       timerGeneration &+= 1

@@ -344,8 +344,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     for task in actions.cancelTasks { task.cancel() }
     for resumption in actions.resumptions { resumption.resume() }
     for (sink, outcomes) in actions.sinkOutcomes { sink.deliver(outcomes) }
-    for (id, batch) in actions.batches {
-      let task = Task { await self.run(batch, id: id) }
+    for (id, batch, executor) in actions.batches {
+      let task = Task(executorPreference: executor) { await self.run(batch, id: id) }
       if let unwanted = state.withLock({ $0.attach(batchTask: task, id: id) }) { unwanted.cancel() }
     }
     if let (due, generation) = actions.armTimer {

@@ -59,6 +59,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// Lets pulled streams continue after the loop's next poll for I/O; `nil` runs every
   /// generator as a task.
   private let yield: PollYield?
+  /// This connection's loop's lane in the batchers.
+  private let lane: BatchLanes.Lane
   /// Pulled streams whose next tokens are due, in turn order.
   private var runnable = Deque<UInt32>()
   private var pollTurnPending = false
@@ -75,11 +77,18 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// Calls into the core under way on this handler's stack; see ``intoCore(_:)``.
   private var coreCalls = 0
 
-  init(core: ServerCore, registry: ConnectionRegistry, yield: PollYield?, logger: Logger) {
+  init(
+    core: ServerCore,
+    registry: ConnectionRegistry,
+    yield: PollYield?,
+    lane: BatchLanes.Lane,
+    logger: Logger
+  ) {
     core.liveHandlers.add(1, ordering: .relaxed)
     self.core = core
     self.registry = registry
     self.yield = yield
+    self.lane = lane
     self.logger = logger
     self.reader = FrameReader(decoder: FrameDecoder(role: .server, maxPayloadSize: WireProtocol.maxHelloSize))
     // Clients do not advertise a limit; answers stay within the server's own, which is the
@@ -349,7 +358,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private func sink(for model: ServedModel) -> (any ServedModel.Sink)? {
     for entry in sinks where entry.model === model { return entry.sink }
     guard let bound, let loop = context?.eventLoop else { return nil }
-    let sink = model.makeSink { answers in
+    let sink = model.makeSink(lane.index, lane.executor) { answers in
       if loop.inEventLoop && bound.value.coreCalls == 0 {
         bound.value.finish(answers)
       } else {

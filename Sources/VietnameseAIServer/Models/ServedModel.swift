@@ -36,7 +36,7 @@ public final class ServedModel: Sendable {
   /// Like `submit`, answering through a sink from ``makeSink``: no closure per request, and a
   /// batch's answers for one connection arrive together.
   let submitTagged: @Sendable (ByteBuffer, Duration?, any Sink, UInt32) throws -> UInt64
-  let makeSink: @Sendable (@escaping SinkReceiver) -> any Sink
+  let makeSink: @Sendable (_ lane: Int, _ executor: (any TaskExecutor)?, @escaping SinkReceiver) -> any Sink
   let cancel: @Sendable (UInt64) -> Void
   let statistics: @Sendable () -> ThongKeBatch
   let start: @Sendable () throws(VietnameseAIError) -> Void
@@ -68,8 +68,10 @@ public final class ServedModel: Sendable {
       // Sinks come from this model's `makeSink` only: the cast cannot fail.
       return batcher.submit(input, deadline: deadline, sink: sink as! BatchSink<KetQua>, tag: tag)
     }
-    self.makeSink = { receive in
-      BatchSink<KetQua> { outcomes in receive(outcomes.map { ($0.tag, $0.result.map(encode)) }) }
+    self.makeSink = { lane, executor, receive in
+      BatchSink<KetQua>(lane: lane, executor: executor) { outcomes in
+        receive(outcomes.map { ($0.tag, $0.result.map(encode)) })
+      }
     }
     self.cancel = { batcher.cancel(ticket: $0) }
     self.statistics = { batcher.layThongKe() }
