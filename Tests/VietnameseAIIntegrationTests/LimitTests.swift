@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 import TestSupport
@@ -7,17 +8,26 @@ import Testing
 import VietnameseAI
 import VietnameseAIClient
 import VietnameseAIServer
+import VietnameseAIWire
 
 @Suite("Limits a live server enforces")
 struct LimitTests {
+  private func withServer(
+    rateLimit goiY: Int,
+    per cuaSo: Duration,
+    _ body: (TestServer) async throws -> Void
+  ) async throws {
+    let configuration = TestServer.configuration {
+      $0.rateLimit.goiY = goiY
+      $0.rateLimit.cuaSo = cuaSo
+    }
+    try await TestServer.with(configuration: configuration, body)
+  }
+
   @Test("the rate limit refuses with the real retry-after, then lets the client through again")
   func rateLimitHitAndRecovered() async throws {
     // One request a second, two at once: however slow the machine, calls outrun the refill.
-    let configuration = TestServer.configuration {
-      $0.rateLimit.goiY = 2
-      $0.rateLimit.cuaSo = .seconds(2)
-    }
-    try await TestServer.with(configuration: configuration) { server in
+    try await withServer(rateLimit: 2, per: .seconds(2)) { server in
       let client = try await server.connect(clientID: "greedy")
       var refusal: RPCError?
       for attempt in 0..<20 where refusal == nil {
@@ -41,6 +51,56 @@ struct LimitTests {
       #expect(stats.rateLimit["rejected"]! >= 1)
       await client.close()
       await other.close()
+    }
+  }
+
+  @Test("predicts read together are admitted together: in order, one answer each, duplicates caught")
+  func predictsReadTogether() async throws {
+    try await withServer(rateLimit: 4, per: .seconds(60)) { server in
+      let connection = try await RawConnection.connected(port: server.port)
+      var burst = EncodedFrames()
+      for (id, model) in [(1, "echo"), (2, "echo"), (3, "nope"), (4, "echo"), (5, "echo"), (6, "echo")] {
+        let predict = WireMessage.Predict(
+          deadlineMilliseconds: 0,
+          model: model,
+          input: .init(string: "v\(id)")
+        )
+        try burst.append(WireFrame(requestID: UInt32(id), message: .predict(predict)))
+      }
+      try await connection.send(burst.bytes)
+      let frames = try await connection.frames(count: 7)  // WELCOME and one answer per id
+      var answers: [UInt32: WireMessage] = [:]
+      for frame in frames where frame.requestID != 0 {
+        #expect(answers.updateValue(frame.message, forKey: frame.requestID) == nil, "two answers to \(frame)")
+      }
+      // The allowance of four takes the first four requests, whatever they ask for.
+      for id in [1, 2, 4] as [UInt32] { #expect(answers[id] == .result(.init(string: "v\(id)"))) }
+      guard case .error(let unknown) = answers[3] else {
+        throw VectorError("id 3: \(String(describing: answers[3]))")
+      }
+      #expect(unknown.code == .unknownModel)
+      for id in [5, 6] as [UInt32] {
+        guard case .error(let refused) = answers[id] else {
+          throw VectorError("id \(id): \(String(describing: answers[id]))")
+        }
+        #expect(refused.code == .rateLimited && refused.retryAfterMilliseconds > 0, "\(refused)")
+      }
+      let limits = try server.statistics().rateLimit
+      #expect(limits["allowed"] == 4 && limits["rejected"] == 2, "\(limits)")
+
+      // An id used twice in one read is caught like one reused while in flight.
+      let twice = try await RawConnection.connected(port: server.port)
+      var pair = EncodedFrames()
+      let predict = WireMessage.Predict(deadlineMilliseconds: 0, model: "echo", input: .init(string: "x"))
+      for _ in 0..<2 { try pair.append(WireFrame(requestID: 9, message: .predict(predict))) }
+      try await twice.send(pair.bytes)
+      try await twice.waitUntilClosed()
+      let reasons = try twice.receivedFrames().compactMap { frame -> WireMessage.ErrorInfo? in
+        guard frame.requestID == 0, case .error(let info) = frame.message else { return nil }
+        return info
+      }
+      #expect(reasons.count == 1 && reasons.first?.code == .protocolError, "\(reasons)")
+      await connection.close()
     }
   }
 

@@ -206,4 +206,25 @@ struct BoGioiHanTocDoTests {
       #expect(stats.clients == 401)
     }
   }
+
+  @Test(
+    "deciding many requests at once is deciding them one by one",
+    arguments: BoGioiHanTocDo.CheDo.allCases
+  )
+  func manyAtOnce(mode: BoGioiHanTocDo.CheDo) async {
+    let clock = ManualClock()
+    let together = BoGioiHanTocDo(goiY: 5, cuaSo: .seconds(10), cheDo: mode, clock: clock)
+    let oneByOne = BoGioiHanTocDo(goiY: 5, cuaSo: .seconds(10), cheDo: mode, clock: clock)
+    for (count, advance) in [(3, 0), (4, 0), (1, 3), (6, 20), (0, 0)] {
+      clock.advance(by: .seconds(advance))
+      let decision = together.choPhep("c", soYeuCau: count)
+      let allowed = (0..<count).filter { _ in oneByOne.choPhep("c") }.count
+      #expect(decision.allowed == allowed, "\(count) after \(advance) s")
+      if allowed < count {
+        #expect(decision.retryAfter == oneByOne.thoiGianCho("c"))
+      }
+    }
+    let (a, b) = (together.layThongKe(), oneByOne.layThongKe())
+    #expect(a.allowed == b.allowed && a.rejected == b.rejected && a.requestsTotal == 14)
+  }
 }

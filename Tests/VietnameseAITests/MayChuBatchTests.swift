@@ -395,8 +395,10 @@ struct MayChuBatchTests {
     let ignore: State.Waiter = .single { _ in }
     var actions = State.Actions()
     for ticket in 1...6 as ClosedRange<UInt64> {
-      #expect(state.admit(count: 1) == nil)
-      let step = state.enqueue(ticket: ticket, waiter: ignore, inputs: [Int(ticket)], deadline: nil, now: 0)
+      var step = State.Actions()
+      state.accept(ticket: ticket, waiter: ignore, inputs: [Int(ticket)], deadline: nil, now: 0, into: &step)
+      state.dispatch(now: 0, into: &step)
+      #expect(step.resumptions.isEmpty)
       actions.batches += step.batches
     }
     // The first request found the worker free and formed a batch alone; five wait.

@@ -92,14 +92,12 @@ extension MayChuBatch {
     enum Resumption {
       case single(Completion<KetQua>, Result<KetQua, any Error>)
       case group(Completion<[KetQua]>, Result<[KetQua], any Error>)
-      case tagged(BatchSink<KetQua>, [BatchSink<KetQua>.Outcome])
       case stopped(CheckedContinuation<Void, Never>)
 
       func resume() {
         switch self {
         case .single(let c, let r): c(r)
         case .group(let c, let r): c(r)
-        case .tagged(let sink, let outcomes): sink.deliver(outcomes)
         case .stopped(let c): c.resume()
         }
       }
@@ -133,6 +131,15 @@ extension MayChuBatch {
           index -= 1
         }
         sinkOutcomes.append((sink, [(tag, result)]))
+      }
+
+      /// Fails `waiter` with `error`.
+      mutating func fail(_ waiter: Waiter, with error: VietnameseAIError) {
+        switch waiter {
+        case .single(let c): resumptions.append(.single(c, .failure(error)))
+        case .group(let c, _): resumptions.append(.group(c, .failure(error)))
+        case .tagged(let sink, let tag): append(.failure(error), tag: tag, for: sink)
+        }
       }
     }
 
@@ -210,14 +217,24 @@ extension MayChuBatch {
       return error
     }
 
-    /// Puts an admitted ticket and its items in the queue and dispatches what became due.
-    mutating func enqueue(
+    /// Admits a ticket and queues its items, or fails its waiter at once (not running, queue
+    /// full, deadline already passed). The caller dispatches afterwards, once for all the
+    /// tickets it accepts together.
+    mutating func accept(
       ticket id: UInt64,
       waiter: Waiter,
       inputs: some Collection<DauVao>,
       deadline: Int64?,
-      now: Int64
-    ) -> Actions {
+      now: Int64,
+      into actions: inout Actions
+    ) {
+      if let error = admit(count: inputs.count) {
+        return actions.fail(waiter, with: error)
+      }
+      if let deadline, deadline <= now {
+        deadlineExceeded += inputs.count
+        return actions.fail(waiter, with: Self.deadlineError())
+      }
       tickets[id] = Ticket(waiter: waiter, queued: inputs.count, deadline: deadline)
       var lane = 0
       if case .tagged(let sink, _) = waiter {
@@ -234,14 +251,11 @@ extension MayChuBatch {
         index += 1
       }
       liveQueued += inputs.count
-      var actions = Actions()
       if let deadline {
         deadlines.insert(DeadlineEntry(at: deadline, ticket: id))
         liveDeadlines += 1
         armTimer(at: deadline, into: &actions)
       }
-      dispatch(now: now, into: &actions)
-      return actions
     }
 
     // MARK: Dispatch
@@ -266,7 +280,7 @@ extension MayChuBatch {
     /// loop its own lane, and the batch runs on that lane's loop: most of its answers then go
     /// to connections of the loop it ran on, without a hop to another thread, and a batch
     /// never runs less full than the queue allows.
-    private mutating func dispatch(now: Int64, into actions: inout Actions) {
+    mutating func dispatch(now: Int64, into actions: inout Actions) {
       while busyWorkers < soWorker, let lane = oldestLane(), isDue(lanes[lane].first!, now: now) {
         var batch: [Item] = []
         batch.reserveCapacity(min(kichThuocBatch, liveQueued))

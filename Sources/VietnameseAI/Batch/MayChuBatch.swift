@@ -259,6 +259,38 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     return id
   }
 
+  /// Queues the requests a connection read together, each answered through `sink` under its
+  /// tag, under one lock. Returns their tickets, in order.
+  @_specialize(exported:true,where DauVao == String, KetQua == String)
+  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
+  package func submitAll(
+    _ requests: [(input: DauVao, deadline: Duration?, tag: UInt32)],
+    sink: BatchSink<KetQua>
+  ) -> [UInt64] {
+    let first = nextTicket.wrappingAdd(UInt64(requests.count), ordering: .relaxed).oldValue
+    let now = clock.nowNanoseconds()
+    let actions = state.withLock { state in
+      var actions = State.Actions()
+      for (offset, request) in requests.enumerated() {
+        state.accept(
+          ticket: first &+ UInt64(offset),
+          waiter: .tagged(sink, tag: request.tag),
+          inputs: CollectionOfOne(request.input),
+          deadline: request.deadline.map { now.addingSaturating($0.nanoseconds) },
+          now: now,
+          into: &actions
+        )
+        // As if submitted one by one: a free worker takes the first at once, so the queue
+        // bound counts the same requests as waiting. The batch tops up with the rest when
+        // its task starts.
+        state.dispatch(now: now, into: &actions)
+      }
+      return actions
+    }
+    perform(actions)
+    return (0..<requests.count).map { first &+ UInt64($0) }
+  }
+
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   @discardableResult
@@ -305,23 +337,13 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   ) {
     let now = clock.nowNanoseconds()
     let deadlineAt = deadline.map { now.addingSaturating($0.nanoseconds) }
-    let outcome = state.withLock { state -> Result<State.Actions, VietnameseAIError> in
-      if let error = state.admit(count: inputs.count) { return .failure(error) }
-      if let deadlineAt, deadlineAt <= now {
-        state.deadlineExceeded += inputs.count
-        return .failure(State.deadlineError())
-      }
-      return .success(
-        state.enqueue(ticket: id, waiter: waiter, inputs: inputs, deadline: deadlineAt, now: now)
-      )
+    let actions = state.withLock { state in
+      var actions = State.Actions()
+      state.accept(ticket: id, waiter: waiter, inputs: inputs, deadline: deadlineAt, now: now, into: &actions)
+      state.dispatch(now: now, into: &actions)
+      return actions
     }
-    switch outcome {
-    case .failure(let error):
-      State.Resumption(waiter, failing: error).resume()
-      return
-    case .success(let actions):
-      perform(actions)
-    }
+    perform(actions)
   }
 
   /// Withdraws a ticket: its queued items never reach the model and its waiter receives
@@ -405,17 +427,6 @@ extension MayChuBatch {
   /// The outcome of a batch that nobody waited for; it reaches no caller.
   static var abandoned: VietnameseAIError {
     VietnameseAIError(code: .modelFailed, message: "the batch was abandoned by all its callers")
-  }
-}
-
-extension MayChuBatch.State.Resumption {
-  /// The resumption that answers a waiter that never entered the queue.
-  init(_ waiter: MayChuBatch.State.Waiter, failing error: VietnameseAIError) {
-    switch waiter {
-    case .single(let c): self = .single(c, .failure(error))
-    case .group(let c, _): self = .group(c, .failure(error))
-    case .tagged(let sink, let tag): self = .tagged(sink, [(tag, .failure(error))])
-    }
   }
 }
 

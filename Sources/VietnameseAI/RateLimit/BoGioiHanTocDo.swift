@@ -134,6 +134,20 @@ public final class BoGioiHanTocDo: Sendable {
     }
   }
 
+  /// Decides `count` requests of cost 1 from `clientID` at once, in order: the first
+  /// `allowed` may go ahead (their cost is taken), the others are rejected, and each counts
+  /// in the statistics as a decision of its own. When some are rejected, `retryAfter` says
+  /// when the next would be allowed (`nil`: never).
+  ///
+  /// The same decisions as `count` calls of ``choPhep(_:cost:)`` at one instant, for one lock
+  /// and one lookup: a server decides the requests of one read together.
+  package func choPhep(_ clientID: String, soYeuCau count: Int) -> (allowed: Int, retryAfter: Duration?) {
+    switch cheDo {
+    case .tokenBucket: decideMany(TokenBucketAllowance.self, clientID, count: count)
+    case .slidingWindow: decideMany(SlidingWindowAllowance.self, clientID, count: count)
+    }
+  }
+
   /// How long until a request of `cost` by `clientID` would be allowed: zero if it would be
   /// now, `nil` if never (the cost exceeds the capacity). Takes nothing.
   public func thoiGianCho(_ clientID: String, cost: Int = 1) -> Duration? {
@@ -265,6 +279,29 @@ public final class BoGioiHanTocDo: Sendable {
       var client = A.withTable(in: &shard) { $0.value(key: key.id, hash: key.hash) } ?? A(now: now, limits)
       client.advance(to: now, limits)
       return read(client, now, limits)
+    }
+  }
+
+  private func decideMany<A: ClientAllowance>(
+    _: A.Type,
+    _ clientID: String,
+    count: Int
+  ) -> (allowed: Int, retryAfter: Duration?) {
+    let key = ClientKey(clientID)
+    let now = clock.nowNanoseconds()
+    let limits = self.limits
+    return shard(for: key).state.withLock { shard in
+      let (allowed, retryAfter) = A.withTable(in: &shard) { table in
+        table.update(key: key.id, hash: key.hash, default: A(now: now, limits)) { client -> (Int, Int64?) in
+          client.advance(to: now, limits)
+          var allowed = 0
+          while allowed < count, client.take(1, now: now, limits) { allowed += 1 }
+          return (allowed, allowed < count ? client.retryAfter(cost: 1, now: now, limits) : 0)
+        }
+      }
+      shard.allowed += allowed
+      shard.rejected += max(count - allowed, 0)
+      return (allowed, retryAfter.map { .nanoseconds($0) })
     }
   }
 

@@ -34,6 +34,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// A request being worked on.
   private struct InFlight {
     enum Work {
+      /// A predict read but not yet handed to its model (see ``submitPendingPredicts()``).
+      case pending
       case batch(ServedModel, ticket: UInt64)
       /// A generator running as a task; its tokens arrive through the gate.
       case stream(PhienStream)
@@ -53,6 +55,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private var reader: FrameReader
   private var writer: FrameWriter
   private var inFlight: [UInt32: InFlight] = [:]
+  /// Predicts admitted from the current read but not yet submitted: they are rate-limited and
+  /// handed to their batchers together, at the end of the read or before a frame of another
+  /// kind. Empty between events.
+  private var pendingPredicts: [(id: UInt32, request: WireMessage.Predict)] = []
   /// One sink per model this connection sent requests to.
   private var sinks: [(model: ServedModel, sink: any ServedModel.Sink)] = []
   private let gate = OutboundGate()
@@ -159,6 +165,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     // The client is gone: nobody waits for these answers, so free the queue and the streams.
     let abandoned = inFlight
     inFlight.removeAll()
+    pendingPredicts.removeAll()
     for entry in abandoned.values { cancelWork(of: entry) }
     if !abandoned.isEmpty {
       logger.debug("connection closed with requests in flight", metadata: ["cancelled": "\(abandoned.count)"])
@@ -176,12 +183,15 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         switch next {
         case .frame(let frame): handle(frame)
         case .token(let id, let token): handle(WireFrame(requestID: id, message: .token(token)))
-        case .refused(let error): refuseMalformed(error)
+        case .refused(let error):
+          submitPendingPredicts()
+          refuseMalformed(error)
         }
       }
     } catch {
       fail(error)
     }
+    submitPendingPredicts()
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
@@ -225,10 +235,16 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       }
       return handshake(hello)
     }
+    if case .predict(let request) = frame.message {
+      guard admit(id, rateLimited: false) else { return }
+      inFlight[id] = InFlight(work: .pending)
+      pendingPredicts.append((id, request))
+      return
+    }
+    submitPendingPredicts()
     switch frame.message {
-    case .predict(let request):
-      guard admit(id) else { return }
-      predict(request, id: id)
+    case .predict:
+      break  // gathered above
     case .batchPredict(let request):
       guard admit(id) else { return }
       batchPredict(request, id: id)
@@ -308,8 +324,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   }
 
   /// Lets a request in, or answers it with the reason it may not run. The rate limit comes
-  /// after the checks that cost nothing, and before any work.
-  private func admit(_ id: UInt32) -> Bool {
+  /// after the checks that cost nothing, and before any work; predicts take it later, all of
+  /// a read's together.
+  private func admit(_ id: UInt32, rateLimited: Bool = true) -> Bool {
     if inFlight[id] != nil {
       fail(.protocolViolation("request id \(id) is already in flight"))
       return false
@@ -322,8 +339,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
         code: .resourceExhausted,
         message: "\(inFlight.count) requests in flight, the most this connection may have"
       )
+    } else if rateLimited {
+      refusal = core.checkRateLimit(clientID).refusal
     } else {
-      refusal = core.checkRateLimit(clientID)
+      refusal = nil
     }
     if let refusal { send(.error(refusal), id: id) }
     return refusal == nil
@@ -339,16 +358,58 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
   // MARK: Work
 
-  /// Hands a request to its model's batcher through this connection's sink for the model,
-  /// and records it as in flight. An answer is handled as in ``enqueue(id:model:answer:submit:)``.
-  private func predict(_ request: WireMessage.Predict, id: UInt32) {
-    guard let model = model(named: request.model, id: id), let sink = sink(for: model) else { return }
-    let deadline = Self.deadline(request.deadlineMilliseconds)
-    do {
-      let ticket = try intoCore { try model.submitTagged(request.input, deadline, sink, id) }
-      inFlight[id] = InFlight(work: .batch(model, ticket: ticket))
-    } catch {
-      send(.error(ServerCore.errorInfo(for: error)), id: id)
+  /// Rate-limits the predicts gathered from this read with one decision, then hands each
+  /// model its run of them in one call, through this connection's sink for the model. Both
+  /// the limiter and the batcher are shared by the event loops: one lock each per read,
+  /// rather than per request, is what keeps the loops from waiting on each other.
+  ///
+  /// An answer is handled as in ``enqueue(id:model:answer:submit:)``.
+  private func submitPendingPredicts() {
+    guard !pendingPredicts.isEmpty else { return }
+    let predicts = pendingPredicts
+    pendingPredicts.removeAll(keepingCapacity: true)
+    // A connection that failed while reading is closing: nobody will read answers.
+    guard phase != .closed else { return }
+    let (allowed, refusal) = core.checkRateLimit(clientID, requests: predicts.count)
+    if let refusal {
+      for (id, _) in predicts[allowed...] {
+        inFlight[id] = nil
+        send(.error(refusal), id: id)
+      }
+    }
+    var start = 0
+    while start < allowed {
+      let name = predicts[start].request.model
+      var end = start + 1
+      while end < allowed && predicts[end].request.model == name { end += 1 }
+      submit(predicts[start..<end], to: name)
+      start = end
+    }
+  }
+
+  private func submit(_ predicts: ArraySlice<(id: UInt32, request: WireMessage.Predict)>, to name: String) {
+    guard let model = core.models[name] else {
+      let error = unknownModel(name)
+      for (id, _) in predicts {
+        inFlight[id] = nil
+        send(.error(error), id: id)
+      }
+      return
+    }
+    guard let sink = sink(for: model) else { return }
+    let requests = predicts.map {
+      (input: $0.request.input, deadline: Self.deadline($0.request.deadlineMilliseconds), tag: $0.id)
+    }
+    let outcomes = intoCore { model.submitTaggedAll(requests, sink) }
+    for (request, outcome) in zip(requests, outcomes) {
+      switch outcome {
+      case .success(let ticket):
+        inFlight[request.tag] = InFlight(work: .batch(model, ticket: ticket))
+      case .failure(let error):
+        // The input was refused before it reached the queue.
+        inFlight[request.tag] = nil
+        send(.error(ServerCore.errorInfo(for: error)), id: request.tag)
+      }
     }
   }
 
@@ -412,12 +473,13 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
   private func model(named name: String, id: UInt32) -> ServedModel? {
     if let model = core.models[name] { return model }
-    let known = core.models.keys.sorted().joined(separator: ", ")
-    send(
-      .error(WireMessage.ErrorInfo(code: .unknownModel, message: "no model \"\(name)\"; served: \(known)")),
-      id: id
-    )
+    send(.error(unknownModel(name)), id: id)
     return nil
+  }
+
+  private func unknownModel(_ name: String) -> WireMessage.ErrorInfo {
+    let known = core.models.keys.sorted().joined(separator: ", ")
+    return WireMessage.ErrorInfo(code: .unknownModel, message: "no model \"\(name)\"; served: \(known)")
   }
 
   private func openStream(_ request: WireMessage.StreamOpen, id: UInt32) {
@@ -596,7 +658,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     case .stream(let session):
       intoCore { session.huy() }
       finish(id, with: .failure(error))
-    case .batch, nil:
+    case .pending, .batch, nil:
       break
     }
   }
@@ -676,6 +738,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private static func cancelWork(of entry: InFlight) {
     entry.deadlineTimer?.cancel()
     switch entry.work {
+    case .pending: break
     case .batch(let model, let ticket): model.cancel(ticket)
     case .stream(let session): session.huy()
     case .pulled(let stream):

@@ -93,16 +93,19 @@ final class ServerCore: Sendable {
     return difference == 0 && a.count == b.count
   }
 
-  /// Takes one request from `clientID`'s allowance, or says when to retry.
-  func checkRateLimit(_ clientID: String) -> WireMessage.ErrorInfo? {
-    let decision = limiter.kiemTra(clientID)
-    if decision.choPhep { return nil }
-    let retryAfter = decision.retryAfter ?? .zero
-    return WireMessage.ErrorInfo(
+  /// Takes `count` requests from `clientID`'s allowance, in order: the first `allowed` may go
+  /// ahead; the others are answered with `refusal`, which says when to retry.
+  func checkRateLimit(_ clientID: String, requests count: Int = 1) -> (
+    allowed: Int, refusal: WireMessage.ErrorInfo?
+  ) {
+    let decision = limiter.choPhep(clientID, soYeuCau: count)
+    if decision.allowed == count { return (count, nil) }
+    let refusal = WireMessage.ErrorInfo(
       code: .rateLimited,
-      retryAfterMilliseconds: WireProtocol.milliseconds(roundingUp: retryAfter),
+      retryAfterMilliseconds: WireProtocol.milliseconds(roundingUp: decision.retryAfter ?? .zero),
       message: "rate limit exceeded for client \(clientID): \(limiter.goiY) requests per \(limiter.cuaSo)"
     )
+    return (decision.allowed, refusal)
   }
 
   // MARK: Outcomes

@@ -26,16 +26,20 @@ public final class ServedModel: Sendable {
   typealias Completion<Value> = @Sendable (Result<Value, any Error>) -> Void
 
   /// A connection's sink for this model's answers (a ``BatchSink`` of the model's output type),
-  /// made by ``makeSink`` and given back to ``submitTagged``.
+  /// made by ``makeSink`` and given back to ``submitTaggedAll``.
   typealias Sink = AnyObject & Sendable
   /// Answers for a sink, by tag, already encoded.
   typealias SinkReceiver = @Sendable ([(tag: UInt32, result: Result<ByteBuffer, any Error>)]) -> Void
 
   let submit: @Sendable (ByteBuffer, Duration?, @escaping Completion<ByteBuffer>) throws -> UInt64
   let submitBatch: @Sendable ([ByteBuffer], Duration?, @escaping Completion<[ByteBuffer]>) throws -> UInt64
-  /// Like `submit`, answering through a sink from ``makeSink``: no closure per request, and a
-  /// batch's answers for one connection arrive together.
-  let submitTagged: @Sendable (ByteBuffer, Duration?, any Sink, UInt32) throws -> UInt64
+  /// Submits the predicts of one read, in order, under one lock, each answered through a sink
+  /// from ``makeSink`` under its tag: no closure per request, and a batch's answers for one
+  /// connection arrive together. Each gets its ticket, or the error that refused its input.
+  let submitTaggedAll:
+    @Sendable ([(input: ByteBuffer, deadline: Duration?, tag: UInt32)], any Sink) -> [Result<
+      UInt64, any Error
+    >]
   let makeSink: @Sendable (_ lane: Int, _ executor: (any TaskExecutor)?, @escaping SinkReceiver) -> any Sink
   let cancel: @Sendable (UInt64) -> Void
   let statistics: @Sendable () -> ThongKeBatch
@@ -63,10 +67,24 @@ public final class ServedModel: Sendable {
       let inputs = try items.map(decode)
       return batcher.submitBatch(inputs, deadline: deadline) { completion($0.map { $0.map(encode) }) }
     }
-    self.submitTagged = { bytes, deadline, sink, tag in
-      let input = try decode(bytes)
-      // Sinks come from this model's `makeSink` only: the cast cannot fail.
-      return batcher.submit(input, deadline: deadline, sink: sink as! BatchSink<KetQua>, tag: tag)
+    self.submitTaggedAll = { requests, sink in
+      var outcomes: [Result<UInt64, any Error>] = []
+      outcomes.reserveCapacity(requests.count)
+      var accepted: [(input: DauVao, deadline: Duration?, tag: UInt32)] = []
+      accepted.reserveCapacity(requests.count)
+      for request in requests {
+        do {
+          accepted.append((try decode(request.input), request.deadline, request.tag))
+          outcomes.append(.success(0))
+        } catch {
+          outcomes.append(.failure(error))
+        }
+      }
+      var tickets = batcher.submitAll(accepted, sink: sink as! BatchSink<KetQua>).makeIterator()
+      for index in outcomes.indices {
+        if case .success = outcomes[index] { outcomes[index] = .success(tickets.next()!) }
+      }
+      return outcomes
     }
     self.makeSink = { lane, executor, receive in
       BatchSink<KetQua>(lane: lane, executor: executor) { outcomes in
