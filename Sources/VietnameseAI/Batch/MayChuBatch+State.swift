@@ -327,10 +327,11 @@ extension MayChuBatch {
       for offset in lanes.indices where batch.count < kichThuocBatch {
         let source = (lane + offset) % lanes.count
         while batch.count < kichThuocBatch, let item = lanes[source].popFirst() {
-          guard tickets[item.ticket] != nil else { continue }  // tombstone
-          tickets[item.ticket]!.queued -= 1
+          // One lookup per item: the ticket's index serves every access that follows.
+          guard let slot = tickets.index(forKey: item.ticket) else { continue }  // tombstone
+          tickets.values[slot].queued -= 1
           liveQueued -= 1
-          if let deadline = tickets[item.ticket]!.deadline, deadline <= now {
+          if let deadline = tickets.values[slot].deadline, deadline <= now {
             fail(ticket: item.ticket, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
             continue
           }
@@ -449,24 +450,25 @@ extension MayChuBatch {
     }
 
     private mutating func deliver(_ output: KetQua, to item: Item, now: Int64, into actions: inout Actions) {
-      guard let ticket = tickets[item.ticket] else { return }  // answered already
+      guard let slot = tickets.index(forKey: item.ticket) else { return }  // answered already
+      let ticket = tickets.values[slot]
       latency.record(.nanoseconds(now - item.arrival))
       completed += 1
       switch ticket.waiter {
       case .single(let continuation):
-        tickets[item.ticket] = nil
+        tickets.remove(at: slot)
         if ticket.deadline != nil { deadlineEnded() }
         actions.resumptions.append(.single(continuation, .success(output)))
       case .group(let continuation, let group):
         group.results[item.index] = output
         group.remaining -= 1
         if group.remaining == 0 {
-          tickets[item.ticket] = nil
+          tickets.remove(at: slot)
           if ticket.deadline != nil { deadlineEnded() }
           actions.resumptions.append(.group(continuation, .success(group.results.map { $0! })))
         }
       case .tagged(let sink, let tag):
-        tickets[item.ticket] = nil
+        tickets.remove(at: slot)
         if ticket.deadline != nil { deadlineEnded() }
         actions.append(.success(output), tag: tag, for: sink)
       }

@@ -699,11 +699,17 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
 
   /// Sends the terminal frame of request `id`, unless it was answered already.
   private func finish(_ id: UInt32, with outcome: Result<WireMessage, any Error>) {
-    if case .stream = inFlight[id]?.work {
-      // A stream's last tokens may still be queued: they go before its end.
+    guard let slot = inFlight.index(forKey: id) else { return }
+    let entry: InFlight
+    if case .stream = inFlight.values[slot].work {
+      // A stream's last tokens may still be queued: they go before its end. Writing them
+      // updates the table, so the entry is looked up again.
       writePendingTokens()
+      guard let current = inFlight.removeValue(forKey: id) else { return }
+      entry = current
+    } else {
+      entry = inFlight.remove(at: slot).value
     }
-    guard let entry = inFlight.removeValue(forKey: id) else { return }
     entry.deadlineTimer?.cancel()
     switch outcome {
     case .success(.streamEnd):
