@@ -116,17 +116,21 @@ public final class RPCClient: Sendable {
         ? [WireProtocol.compressionZlib, WireProtocol.compressionIdentity]
         : [WireProtocol.compressionIdentity]
     )
-    let handler = try await loop.submit {
+    let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
+      welcomePromise.fail(RPCError(code: .deadlineExceeded, message: "no WELCOME within \(timeout)"))
+    }
+    // A server may refuse a connection as soon as it accepts it (it holds its maximum of
+    // connections) and close it before HELLO goes out: the handler is gone from the closed
+    // pipeline then, and the welcome has failed with the server's reason.
+    let handler = try? await loop.submit {
       let handler = try channel.pipeline.syncOperations.handler(type: ClientConnectionHandler.self)
       handler.send(WireFrame(requestID: 0, message: .hello(hello)))
       return NIOLoopBound(handler, eventLoop: loop)
     }.get()
-    let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
-      welcomePromise.fail(RPCError(code: .deadlineExceeded, message: "no WELCOME within \(timeout)"))
-    }
     do {
       let welcome = try await welcomePromise.futureResult.get()
       timer.cancel()
+      guard let handler else { throw RPCError.unavailable("the connection closed during the handshake") }
       let sweep = loop.scheduleRepeatedTask(initialDelay: Self.sweepInterval, delay: Self.sweepInterval) {
         _ in
         for id in calls.expire(now: .now()) {
