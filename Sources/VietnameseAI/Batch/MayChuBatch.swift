@@ -182,6 +182,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   /// - Throws: ``VietnameseAIError`` (`queueFull`, `notRunning`, `deadlineExceeded`,
   ///   `modelFailed`, `invalidBatchOutput`), or `CancellationError` if the caller's task is
   ///   cancelled.
+  @_specialize(exported:true,where DauVao == String, KetQua == String)
+  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   public func duDoan(_ dauVao: DauVao, deadline: Duration? = nil) async throws -> KetQua {
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
     return try await withTaskCancellationHandler {
@@ -207,6 +209,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   ///
   /// - Throws: as ``duDoan(_:deadline:)``; ``VietnameseAIError/Code/invalidArgument`` if there
   ///   are more inputs than the queue can ever hold.
+  @_specialize(exported:true,where DauVao == String, KetQua == String)
+  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   public func duDoanBatch(_ dauVao: [DauVao], deadline: Duration? = nil) async throws -> [KetQua] {
     if dauVao.isEmpty { return [] }
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -348,8 +352,9 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
 
   /// Withdraws a ticket: its queued items never reach the model and its waiter receives
   /// `CancellationError`. A ticket that has already been answered is left alone.
-  @_specialize(exported:true,where DauVao == String, KetQua == String)
-  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
+  ///
+  /// Not prespecialised: the prespecialised `duDoan` calls it, and the compiler then expects a
+  /// symbol for the prespecialisation that it does not emit in release builds.
   package func cancel(ticket id: UInt64) {
     let actions = state.withLock { $0.cancel(ticket: id) }
     perform(actions)
