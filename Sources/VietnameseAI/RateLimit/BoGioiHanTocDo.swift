@@ -289,21 +289,11 @@ public final class BoGioiHanTocDo: Sendable {
     _ clientID: String,
     count: Int
   ) -> (allowed: Int, retryAfter: Duration?) {
-    let key = ClientKey(clientID)
-    let now = clock.nowNanoseconds()
-    let limits = self.limits
-    return shard(for: key).state.withLock { shard in
-      let (allowed, retryAfter) = A.withTable(in: &shard) { table in
-        table.update(key: key.id, hash: key.hash, default: A(now: now, limits)) { client -> (Int, Int64?) in
-          client.advance(to: now, limits)
-          var allowed = 0
-          while allowed < count, client.take(1, now: now, limits) { allowed += 1 }
-          return (allowed, allowed < count ? client.retryAfter(cost: 1, now: now, limits) : 0)
-        }
-      }
-      shard.allowed += allowed
-      shard.rejected += max(count - allowed, 0)
-      return (allowed, retryAfter.map { .nanoseconds($0) })
+    update(A.self, clientID) { client, now, limits in
+      var allowed = 0
+      while allowed < count, client.take(1, now: now, limits) { allowed += 1 }
+      let retryAfter = allowed < count ? client.retryAfter(cost: 1, now: now, limits) : 0
+      return ((allowed, retryAfter.map { .nanoseconds($0) }), allowed, max(count - allowed, 0))
     }
   }
 
@@ -314,27 +304,44 @@ public final class BoGioiHanTocDo: Sendable {
     cost rawCost: Int,
     detailed: Bool
   ) -> QuyetDinh {
-    let key = ClientKey(clientID)
     let cost = max(rawCost, 0)
+    return update(A.self, clientID) { client, now, limits in
+      let allowed = client.take(cost, now: now, limits)
+      let decision =
+        detailed
+        ? QuyetDinh(
+          choPhep: allowed,
+          conLai: client.remaining(limits),
+          retryAfter: allowed
+            ? .zero : client.retryAfter(cost: cost, now: now, limits).map { .nanoseconds($0) }
+        )
+        : QuyetDinh(choPhep: allowed, conLai: 0, retryAfter: nil)
+      return (decision, allowed ? 1 : 0, allowed ? 0 : 1)
+    }
+  }
+
+  /// Runs `body` on `clientID`'s allowance brought up to now (a new client starts full), under
+  /// its shard's lock, and counts the decisions `body` reports as allowed and rejected.
+  @inline(__always)
+  private func update<A: ClientAllowance, R: Sendable>(
+    _: A.Type,
+    _ clientID: String,
+    _ body: @Sendable (inout A, _ now: Int64, LimitParameters) -> (result: R, allowed: Int, rejected: Int)
+  ) -> R {
+    let key = ClientKey(clientID)
     let now = clock.nowNanoseconds()
     let limits = self.limits
     return shard(for: key).state.withLock { shard in
       // One table lookup, which inserts a new client and mutates in place.
-      let decision = A.withTable(in: &shard) { table in
+      let outcome = A.withTable(in: &shard) { table in
         table.update(key: key.id, hash: key.hash, default: A(now: now, limits)) { client in
           client.advance(to: now, limits)
-          let allowed = client.take(cost, now: now, limits)
-          guard detailed else { return QuyetDinh(choPhep: allowed, conLai: 0, retryAfter: nil) }
-          return QuyetDinh(
-            choPhep: allowed,
-            conLai: client.remaining(limits),
-            retryAfter: allowed
-              ? .zero : client.retryAfter(cost: cost, now: now, limits).map { .nanoseconds($0) }
-          )
+          return body(&client, now, limits)
         }
       }
-      if decision.choPhep { shard.allowed += 1 } else { shard.rejected += 1 }
-      return decision
+      shard.allowed += outcome.allowed
+      shard.rejected += outcome.rejected
+      return outcome.result
     }
   }
 }
