@@ -229,48 +229,17 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
   }
 
-  /// Predicts one input and hands the outcome to `completion` instead of suspending a task.
+  /// Queues the requests a network front end read together, each answered through `sink`
+  /// under its tag, under one lock: no task and no closure per request. A request refused at
+  /// once (queue full, deadline passed) is answered through the sink too, outside the lock.
   ///
-  /// This is what a network front end uses: it can enqueue from its event loop without
-  /// creating a task per request, and answer from the completion. `completion` runs exactly
-  /// once, outside any lock, on whatever thread finished the ticket (possibly before this
-  /// method returns, if the request is refused at once).
-  ///
-  /// - Returns: The ticket, for ``cancel(ticket:)``.
-  @_specialize(exported:true,where DauVao == String, KetQua == String)
-  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
-  @discardableResult
-  package func submit(
-    _ dauVao: DauVao,
-    deadline: Duration?,
-    completion: @escaping @Sendable (Result<KetQua, any Error>) -> Void
-  ) -> UInt64 {
-    let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
-    submit(ticket: id, waiter: .single(completion), inputs: CollectionOfOne(dauVao), deadline: deadline)
-    return id
-  }
-
-  /// Predicts several inputs, as ``duDoanBatch(_:deadline:)``, with a completion as
-  /// ``submit(_:deadline:completion:)``.
-  /// Queues one input whose outcome goes to `sink` under `tag`, grouped with the outcomes of
-  /// the sink's other requests in the same batch. Returns the ticket to cancel it with.
-  @_specialize(exported:true,where DauVao == String, KetQua == String)
-  @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
-  @discardableResult
-  package func submit(_ dauVao: DauVao, deadline: Duration?, sink: BatchSink<KetQua>, tag: UInt32) -> UInt64 {
-    let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
-    submit(ticket: id, waiter: .tagged(sink, tag: tag), inputs: CollectionOfOne(dauVao), deadline: deadline)
-    return id
-  }
-
-  /// Queues the requests a connection read together, each answered through `sink` under its
-  /// tag, under one lock. Returns their tickets, in order.
+  /// - Returns: The requests' tickets, in order, for ``cancel(ticket:)``.
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   package func submitAll(
     _ requests: [(input: DauVao, deadline: Duration?, tag: UInt32)],
     sink: BatchSink<KetQua>
-  ) -> [UInt64] {
+  ) -> Range<UInt64> {
     let first = nextTicket.wrappingAdd(UInt64(requests.count), ordering: .relaxed).oldValue
     let now = clock.nowNanoseconds()
     let actions = state.withLock { state in
@@ -292,9 +261,15 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
       return actions
     }
     perform(actions)
-    return (0..<requests.count).map { first &+ UInt64($0) }
+    return first..<(first &+ UInt64(requests.count))
   }
 
+  /// Predicts several inputs, as ``duDoanBatch(_:deadline:)``, and hands the outcome to
+  /// `completion` instead of suspending a task. `completion` runs exactly once, outside any
+  /// lock, on whatever thread finished the ticket (possibly before this method returns, if
+  /// the request is refused at once).
+  ///
+  /// - Returns: The ticket, for ``cancel(ticket:)``.
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   @discardableResult

@@ -60,7 +60,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// kind. Empty between events.
   private var pendingPredicts: [(id: UInt32, request: WireMessage.Predict)] = []
   /// One sink per model this connection sent requests to.
-  private var sinks: [(model: ServedModel, sink: any ServedModel.Sink)] = []
+  private var sinks: [(model: ServedModel, sink: ServedModel.Sink)] = []
   private let gate = OutboundGate()
   /// Lets pulled streams continue after the loop's next poll for I/O; `nil` runs every
   /// generator as a task.
@@ -366,23 +366,24 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// An answer is handled as in ``enqueue(id:model:answer:submit:)``.
   private func submitPendingPredicts() {
     guard !pendingPredicts.isEmpty else { return }
-    let predicts = pendingPredicts
-    pendingPredicts.removeAll(keepingCapacity: true)
+    // Nothing below reads more frames, so the list is used in place and emptied at the end,
+    // keeping its storage for the next read.
+    defer { pendingPredicts.removeAll(keepingCapacity: true) }
     // A connection that failed while reading is closing: nobody will read answers.
     guard phase != .closed else { return }
-    let (allowed, refusal) = core.checkRateLimit(clientID, requests: predicts.count)
+    let (allowed, refusal) = core.checkRateLimit(clientID, requests: pendingPredicts.count)
     if let refusal {
-      for (id, _) in predicts[allowed...] {
+      for (id, _) in pendingPredicts[allowed...] {
         inFlight[id] = nil
         send(.error(refusal), id: id)
       }
     }
     var start = 0
     while start < allowed {
-      let name = predicts[start].request.model
+      let name = pendingPredicts[start].request.model
       var end = start + 1
-      while end < allowed && predicts[end].request.model == name { end += 1 }
-      submit(predicts[start..<end], to: name)
+      while end < allowed && pendingPredicts[end].request.model == name { end += 1 }
+      submit(pendingPredicts[start..<end], to: name)
       start = end
     }
   }
@@ -400,7 +401,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     let requests = predicts.map {
       (input: $0.request.input, deadline: Self.deadline($0.request.deadlineMilliseconds), tag: $0.id)
     }
-    let outcomes = intoCore { model.submitTaggedAll(requests, sink) }
+    let outcomes = intoCore { sink.submitAll(requests) }
     for (request, outcome) in zip(requests, outcomes) {
       switch outcome {
       case .success(let ticket):
@@ -416,7 +417,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// This connection's sink for `model`'s answers, made on first use. A batch hands it all of
   /// its answers for this connection at once, so answers from a batch that ran on another loop
   /// cost one hop rather than one each.
-  private func sink(for model: ServedModel) -> (any ServedModel.Sink)? {
+  private func sink(for model: ServedModel) -> ServedModel.Sink? {
     for entry in sinks where entry.model === model { return entry.sink }
     guard let bound, let loop = context?.eventLoop else { return nil }
     let sink = model.makeSink(lane.index, lane.executor) { answers in

@@ -25,22 +25,21 @@ public final class ServedModel: Sendable {
 
   typealias Completion<Value> = @Sendable (Result<Value, any Error>) -> Void
 
-  /// A connection's sink for this model's answers (a ``BatchSink`` of the model's output type),
-  /// made by ``makeSink`` and given back to ``submitTaggedAll``.
-  typealias Sink = AnyObject & Sendable
+  /// A connection's way into this model for predicts, made by ``makeSink``: it holds the
+  /// connection's ``BatchSink`` (of the model's own output type), through which every answer
+  /// comes back by tag.
+  struct Sink: Sendable {
+    /// Submits the predicts of one read, in order, under one lock: no closure per request,
+    /// and a batch's answers for the connection arrive together. Each gets its ticket, or
+    /// the error that refused its input.
+    let submitAll:
+      @Sendable ([(input: ByteBuffer, deadline: Duration?, tag: UInt32)]) -> [Result<UInt64, any Error>]
+  }
   /// Answers for a sink, by tag, already encoded.
   typealias SinkReceiver = @Sendable ([(tag: UInt32, result: Result<ByteBuffer, any Error>)]) -> Void
 
-  let submit: @Sendable (ByteBuffer, Duration?, @escaping Completion<ByteBuffer>) throws -> UInt64
   let submitBatch: @Sendable ([ByteBuffer], Duration?, @escaping Completion<[ByteBuffer]>) throws -> UInt64
-  /// Submits the predicts of one read, in order, under one lock, each answered through a sink
-  /// from ``makeSink`` under its tag: no closure per request, and a batch's answers for one
-  /// connection arrive together. Each gets its ticket, or the error that refused its input.
-  let submitTaggedAll:
-    @Sendable ([(input: ByteBuffer, deadline: Duration?, tag: UInt32)], any Sink) -> [Result<
-      UInt64, any Error
-    >]
-  let makeSink: @Sendable (_ lane: Int, _ executor: (any TaskExecutor)?, @escaping SinkReceiver) -> any Sink
+  let makeSink: @Sendable (_ lane: Int, _ executor: (any TaskExecutor)?, @escaping SinkReceiver) -> Sink
   let cancel: @Sendable (UInt64) -> Void
   let statistics: @Sendable () -> ThongKeBatch
   let start: @Sendable () throws(VietnameseAIError) -> Void
@@ -59,36 +58,35 @@ public final class ServedModel: Sendable {
     encode: @escaping @Sendable (KetQua) -> ByteBuffer
   ) {
     self.name = name
-    self.submit = { bytes, deadline, completion in
-      let input = try decode(bytes)
-      return batcher.submit(input, deadline: deadline) { completion($0.map(encode)) }
-    }
     self.submitBatch = { items, deadline, completion in
       let inputs = try items.map(decode)
       return batcher.submitBatch(inputs, deadline: deadline) { completion($0.map { $0.map(encode) }) }
     }
-    self.submitTaggedAll = { requests, sink in
-      var outcomes: [Result<UInt64, any Error>] = []
-      outcomes.reserveCapacity(requests.count)
-      var accepted: [(input: DauVao, deadline: Duration?, tag: UInt32)] = []
-      accepted.reserveCapacity(requests.count)
-      for request in requests {
-        do {
-          accepted.append((try decode(request.input), request.deadline, request.tag))
-          outcomes.append(.success(0))
-        } catch {
-          outcomes.append(.failure(error))
-        }
-      }
-      var tickets = batcher.submitAll(accepted, sink: sink as! BatchSink<KetQua>).makeIterator()
-      for index in outcomes.indices {
-        if case .success = outcomes[index] { outcomes[index] = .success(tickets.next()!) }
-      }
-      return outcomes
-    }
     self.makeSink = { lane, executor, receive in
-      BatchSink<KetQua>(lane: lane, executor: executor) { outcomes in
+      let sink = BatchSink<KetQua>(lane: lane, executor: executor) { outcomes in
         receive(outcomes.map { ($0.tag, $0.result.map(encode)) })
+      }
+      return Sink { requests in
+        var outcomes: [Result<UInt64, any Error>] = []
+        outcomes.reserveCapacity(requests.count)
+        var accepted: [(input: DauVao, deadline: Duration?, tag: UInt32)] = []
+        accepted.reserveCapacity(requests.count)
+        for request in requests {
+          do {
+            accepted.append((try decode(request.input), request.deadline, request.tag))
+            outcomes.append(.success(0))
+          } catch {
+            outcomes.append(.failure(error))
+          }
+        }
+        // The accepted inputs took the tickets in order; refused ones keep their error.
+        var tickets = batcher.submitAll(accepted, sink: sink).makeIterator()
+        for index in outcomes.indices {
+          if case .success = outcomes[index], let ticket = tickets.next() {
+            outcomes[index] = .success(ticket)
+          }
+        }
+        return outcomes
       }
     }
     self.cancel = { batcher.cancel(ticket: $0) }
