@@ -8,7 +8,7 @@ public import Testing
 /// a busy two-core machine must never make a correct test fail.
 public func eventually(
   _ what: String,
-  timeout: Duration = .seconds(20),
+  timeout: Duration = .seconds(60),
   sourceLocation: SourceLocation = #_sourceLocation,
   _ condition: () async -> Bool
 ) async throws {

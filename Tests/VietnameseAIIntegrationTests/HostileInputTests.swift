@@ -87,7 +87,7 @@ struct HostileInputTests {
     }
   }
 
-  @Test("a handshake that never finishes is closed at the handshake timeout", .timeLimit(.minutes(1)))
+  @Test("a handshake that never finishes is closed at the handshake timeout", .timeLimit(.minutes(3)))
   func slowloris() async throws {
     let configuration = TestServer.configuration { $0.handshakeTimeout = .milliseconds(300) }
     try await TestServer.with(configuration: configuration) { server in
@@ -109,7 +109,7 @@ struct HostileInputTests {
 
   @Test(
     "an idle connection gets GOAWAY and is closed; one with a request in flight is not",
-    .timeLimit(.minutes(1))
+    .timeLimit(.minutes(3))
   )
   func idleTimeout() async throws {
     let configuration = TestServer.configuration { $0.idleTimeout = .milliseconds(300) }

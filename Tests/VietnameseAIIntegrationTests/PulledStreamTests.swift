@@ -5,195 +5,194 @@ import VietnameseAIClient
 import VietnameseAIServer
 import VietnameseAIWire
 
-/// Generators that return a plain sequence are pulled on the connection's event loop; these
-/// tests hold that path to the same rules as streams that run as tasks.
-@Suite("Streams pulled on the event loop")
-struct PulledStreamTests {
-  /// Numbered tokens without end, as a plain sequence.
-  static let counter = ServedGenerator(
-    name: "counter",
-    generator: TokenGenerator { (_: String) in (1...).lazy.map { "\($0) " } }
-  )
-
-  @Test("pacing holds tokens apart")
-  func pacing() async throws {
-    let configuration = TestServer.configuration { $0.streaming.tocDoToken = .milliseconds(30) }
-    try await TestServer.with(configuration: configuration) { server in
-      let client = try await server.connect()
-      let clock = ContinuousClock()
-      let start = clock.now
-      var arrivals: [Duration] = []
-      for try await _ in client.stream(prompt: "một hai ba bốn", model: "syllables") {
-        arrivals.append(clock.now - start)
-      }
-      #expect(arrivals.count == 4)
-      // Three pauses of 30 ms at least between the request and the last token. Counted from
-      // the request, not from the first token, whose own delivery may be late: a lower bound
-      // only, so a busy machine cannot fail it.
-      #expect(arrivals[3] >= .milliseconds(90), "\(arrivals)")
-      #expect(try server.statistics().stream["tokens_sent"] == 4)
-      await client.close()
-    }
-  }
-
-  @Test("a paced stream ends right after its last token, not one pause later", .timeLimit(.minutes(1)))
-  func pacedEnd() async throws {
-    let configuration = TestServer.configuration { $0.streaming.tocDoToken = .seconds(120) }
-    try await TestServer.with(configuration: configuration) { server in
-      let client = try await server.connect()
-      var tokens: [String] = []
-      // Waiting a pause after the only token would take two minutes and hit the time limit.
-      for try await token in client.stream(prompt: "một", model: "syllables") { tokens.append(token) }
-      #expect(tokens == ["một"])
-      await client.close()
-    }
-  }
-
-  @Test("a stream that outlives the server's stream timeout fails DEADLINE_EXCEEDED and frees its slot")
-  func streamTimeout() async throws {
-    let configuration = TestServer.configuration {
-      $0.streaming.timeout = .milliseconds(200)
-      $0.streaming.tocDoToken = .milliseconds(5)
-    }
-    try await TestServer.with(configuration: configuration, generators: [Self.counter]) { server in
-      let client = try await server.connect()
-      var received = 0
-      let error = await expectRPCError(.deadlineExceeded) {
-        for try await _ in client.stream(prompt: "") { received += 1 }
-      }
-      #expect(error?.message.contains("timeout") == true, "\(String(describing: error))")
-      #expect(received > 0)
-      let stream = try server.statistics().stream
-      #expect(stream["timeouts"] == 1 && stream["client_hien_tai"] == 0, "\(stream)")
-      #expect(stream["tokens_sent"] == Double(received), "\(stream)")
-      await client.close()
-    }
-  }
-
-  @Test("a request deadline ends an endless unpaced stream DEADLINE_EXCEEDED")
-  func requestDeadline() async throws {
-    try await TestServer.with(generators: [Self.counter]) { server in
-      let client = try await server.connect()
-      await expectRPCError(.deadlineExceeded) {
-        for try await _ in client.stream(prompt: "", deadline: .milliseconds(100)) {}
-      }
-      try await eventually("the slot is free") { (try? server.statistics().stream["client_hien_tai"]) == 0 }
-      #expect(try await client.predict(model: "echo", input: "tiếp") == "tiếp")
-      await client.close()
-    }
-  }
-
-  @Test("a token too large for a frame, or a generator that throws, fails only its own stream")
-  func generatorFaults() async throws {
-    let configuration = TestServer.configuration { $0.maxFrameSize = 1024 }
-    let huge = ServedGenerator(
-      name: "huge",
-      generator: TokenGenerator { (_: String) in ["nhỏ ", String(repeating: "x", count: 4096)] }
-    )
-    struct Broken: Error {}
-    let broken = ServedGenerator(
-      name: "broken",
-      generator: TokenGenerator { (_: String) throws -> [String] in throw Broken() }
-    )
-    try await TestServer.with(configuration: configuration, generators: [huge, broken, Self.counter]) {
-      server in
-      let client = try await server.connect()
-      var tokens: [String] = []
-      let tooLarge = await expectRPCError(.internal) {
-        for try await token in client.stream(prompt: "", model: "huge") { tokens.append(token) }
-      }
-      #expect(tokens == ["nhỏ "])
-      #expect(tooLarge?.message.contains("cannot carry") == true, "\(String(describing: tooLarge))")
-      await expectRPCError(.internal) {
-        for try await _ in client.stream(prompt: "", model: "broken") {}
-      }
-      let stream = try server.statistics().stream
-      #expect(stream["errors"] == 2 && stream["client_hien_tai"] == 0, "\(stream)")
-      #expect(try await client.predict(model: "echo", input: "vẫn ổn") == "vẫn ổn")
-      await client.close()
-    }
-  }
-
-  @Test("a token too large for a frame from an asynchronous generator ends its stream with one answer")
-  func oversizedTokenFromTask() async throws {
-    let configuration = TestServer.configuration { $0.maxFrameSize = 1024 }
-    let huge = ServedGenerator(
-      name: "huge",
-      generator: TokenGenerator { (_: String) async in
-        AsyncStream<String> { continuation in
-          for token in ["nhỏ ", String(repeating: "x", count: 4096), "sau "] { continuation.yield(token) }
-          continuation.finish()
+extension UnderLoad {
+  /// Generators that return a plain sequence are pulled on the connection's event loop; these
+  /// tests hold that path to the same rules as streams that run as tasks.
+  @Suite("Streams pulled on the event loop")
+  struct PulledStreamTests {
+    @Test("pacing holds tokens apart")
+    func pacing() async throws {
+      let configuration = TestServer.configuration { $0.streaming.tocDoToken = .milliseconds(30) }
+      try await TestServer.with(configuration: configuration) { server in
+        let client = try await server.connect()
+        let clock = ContinuousClock()
+        let start = clock.now
+        var arrivals: [Duration] = []
+        for try await _ in client.stream(prompt: "một hai ba bốn", model: "syllables") {
+          arrivals.append(clock.now - start)
         }
+        #expect(arrivals.count == 4)
+        // Three pauses of 30 ms at least between the request and the last token. Counted from
+        // the request, not from the first token, whose own delivery may be late: a lower bound
+        // only, so a busy machine cannot fail it.
+        #expect(arrivals[3] >= .milliseconds(90), "\(arrivals)")
+        #expect(try server.statistics().stream["tokens_sent"] == 4)
+        await client.close()
       }
-    )
-    try await TestServer.with(configuration: configuration, generators: [huge]) { server in
-      let connection = try await RawConnection.connected(port: server.port)
-      let open = WireMessage.StreamOpen(deadlineMilliseconds: 0, model: "huge", prompt: "")
-      try await connection.send(WireFrame(requestID: 1, message: .streamOpen(open)))
-      func answers() throws -> [WireMessage] {
-        try connection.receivedFrames().filter { $0.requestID == 1 }.map(\.message)
-      }
-      try await eventually("the stream's answer") {
-        (try? answers())?.contains { if case .error = $0 { true } else { false } } ?? false
-      }
-      try await connection.expectAlive()
-      let messages = try answers()
-      #expect(messages.first == .token("nhỏ "), "\(messages)")
-      let terminal = messages.filter { if case .token = $0 { false } else { true } }
-      #expect(terminal.count == 1, "\(messages)")
-      guard case .error(let info) = terminal.first else { return }
-      #expect(info.code == .internal && info.message.contains("cannot carry"), "\(info)")
-      #expect(!messages.contains(.token("sau ")))
-      await connection.close()
     }
-  }
 
-  @Test("many streams on one connection take turns and each gets all its tokens, in order")
-  func fairTurns() async throws {
-    try await TestServer.with { server in
-      let client = try await server.connect()
-      let prompt = (1...500).map { "s\($0)" }.joined(separator: " ")
-      let expected = BuiltinModels.syllables(of: prompt)
-      try await withThrowingTaskGroup(of: [String].self) { group in
-        for _ in 0..<20 {
-          group.addTask {
-            var tokens: [String] = []
-            for try await token in client.stream(prompt: prompt, model: "syllables") { tokens.append(token) }
-            return tokens
+    @Test("a paced stream ends right after its last token, not one pause later", .timeLimit(.minutes(3)))
+    func pacedEnd() async throws {
+      let configuration = TestServer.configuration { $0.streaming.tocDoToken = .seconds(120) }
+      try await TestServer.with(configuration: configuration) { server in
+        let client = try await server.connect()
+        var tokens: [String] = []
+        // Waiting a pause after the only token would take two minutes and hit the time limit.
+        for try await token in client.stream(prompt: "một", model: "syllables") { tokens.append(token) }
+        #expect(tokens == ["một"])
+        await client.close()
+      }
+    }
+
+    @Test("a stream that outlives the server's stream timeout fails DEADLINE_EXCEEDED and frees its slot")
+    func streamTimeout() async throws {
+      let configuration = TestServer.configuration {
+        $0.streaming.timeout = .milliseconds(200)
+        $0.streaming.tocDoToken = .milliseconds(5)
+      }
+      try await TestServer.with(configuration: configuration, generators: [TestServer.counter]) { server in
+        let client = try await server.connect()
+        var received = 0
+        let error = await expectRPCError(.deadlineExceeded) {
+          for try await _ in client.stream(prompt: "") { received += 1 }
+        }
+        #expect(error?.message.contains("timeout") == true, "\(String(describing: error))")
+        #expect(received > 0)
+        let stream = try server.statistics().stream
+        #expect(stream["timeouts"] == 1 && stream["client_hien_tai"] == 0, "\(stream)")
+        #expect(stream["tokens_sent"] == Double(received), "\(stream)")
+        await client.close()
+      }
+    }
+
+    @Test("a request deadline ends an endless unpaced stream DEADLINE_EXCEEDED")
+    func requestDeadline() async throws {
+      try await TestServer.with(generators: [TestServer.counter]) { server in
+        let client = try await server.connect()
+        await expectRPCError(.deadlineExceeded) {
+          for try await _ in client.stream(prompt: "", deadline: .milliseconds(100)) {}
+        }
+        try await eventually("the slot is free") { (try? server.statistics().stream["client_hien_tai"]) == 0 }
+        #expect(try await client.predict(model: "echo", input: "tiếp") == "tiếp")
+        await client.close()
+      }
+    }
+
+    @Test("a token too large for a frame, or a generator that throws, fails only its own stream")
+    func generatorFaults() async throws {
+      let configuration = TestServer.configuration { $0.maxFrameSize = 1024 }
+      let huge = ServedGenerator(
+        name: "huge",
+        generator: TokenGenerator { (_: String) in ["nhỏ ", String(repeating: "x", count: 4096)] }
+      )
+      struct Broken: Error {}
+      let broken = ServedGenerator(
+        name: "broken",
+        generator: TokenGenerator { (_: String) throws -> [String] in throw Broken() }
+      )
+      try await TestServer.with(configuration: configuration, generators: [huge, broken, TestServer.counter])
+      {
+        server in
+        let client = try await server.connect()
+        var tokens: [String] = []
+        let tooLarge = await expectRPCError(.internal) {
+          for try await token in client.stream(prompt: "", model: "huge") { tokens.append(token) }
+        }
+        #expect(tokens == ["nhỏ "])
+        #expect(tooLarge?.message.contains("cannot carry") == true, "\(String(describing: tooLarge))")
+        await expectRPCError(.internal) {
+          for try await _ in client.stream(prompt: "", model: "broken") {}
+        }
+        let stream = try server.statistics().stream
+        #expect(stream["errors"] == 2 && stream["client_hien_tai"] == 0, "\(stream)")
+        #expect(try await client.predict(model: "echo", input: "vẫn ổn") == "vẫn ổn")
+        await client.close()
+      }
+    }
+
+    @Test("a token too large for a frame from an asynchronous generator ends its stream with one answer")
+    func oversizedTokenFromTask() async throws {
+      let configuration = TestServer.configuration { $0.maxFrameSize = 1024 }
+      let huge = ServedGenerator(
+        name: "huge",
+        generator: TokenGenerator { (_: String) async in
+          AsyncStream<String> { continuation in
+            for token in ["nhỏ ", String(repeating: "x", count: 4096), "sau "] { continuation.yield(token) }
+            continuation.finish()
           }
         }
-        for try await tokens in group { #expect(tokens == expected) }
-      }
-      let stream = try server.statistics().stream
-      #expect(
-        stream["tokens_sent"] == Double(20 * expected.count) && stream["client_hien_tai"] == 0,
-        "\(stream)"
       )
-      await client.close()
-    }
-  }
-
-  @Test("with generators off the event loops, plain-sequence generators still stream")
-  func poolExecutor() async throws {
-    let configuration = TestServer.configuration { $0.generatorsRunOnEventLoops = false }
-    try await TestServer.with(configuration: configuration) { server in
-      let client = try await server.connect()
-      var tokens: [String] = []
-      for try await token in client.stream(prompt: "xin chào Việt Nam", model: "syllables") {
-        tokens.append(token)
+      try await TestServer.with(configuration: configuration, generators: [huge]) { server in
+        let connection = try await RawConnection.connected(port: server.port)
+        let open = WireMessage.StreamOpen(deadlineMilliseconds: 0, model: "huge", prompt: "")
+        try await connection.send(WireFrame(requestID: 1, message: .streamOpen(open)))
+        func answers() throws -> [WireMessage] {
+          try connection.receivedFrames().filter { $0.requestID == 1 }.map(\.message)
+        }
+        try await eventually("the stream's answer") {
+          (try? answers())?.contains { if case .error = $0 { true } else { false } } ?? false
+        }
+        try await connection.expectAlive()
+        let messages = try answers()
+        #expect(messages.first == .token("nhỏ "), "\(messages)")
+        let terminal = messages.filter { if case .token = $0 { false } else { true } }
+        #expect(terminal.count == 1, "\(messages)")
+        guard case .error(let info) = terminal.first else { return }
+        #expect(info.code == .internal && info.message.contains("cannot carry"), "\(info)")
+        #expect(!messages.contains(.token("sau ")))
+        await connection.close()
       }
-      #expect(tokens == ["xin ", "chào ", "Việt ", "Nam"])
-      await client.close()
     }
-  }
 
-  @Test("syllables split on spaces only, keep one space after each but the last, and skip runs of spaces")
-  func syllables() {
-    #expect(BuiltinModels.syllables(of: "") == [])
-    #expect(BuiltinModels.syllables(of: "   ") == [])
-    #expect(BuiltinModels.syllables(of: "một") == ["một"])
-    #expect(BuiltinModels.syllables(of: "  Trí   tuệ nhân\ttạo  ") == ["Trí ", "tuệ ", "nhân\ttạo"])
-    #expect(BuiltinModels.syllables(of: "a\n\nb c") == ["a\n\nb ", "c"])
-    #expect(Array(Syllables("ngôn ngữ")) == ["ngôn ", "ngữ"])
+    @Test("many streams on one connection take turns and each gets all its tokens, in order")
+    func fairTurns() async throws {
+      try await TestServer.with { server in
+        let client = try await server.connect()
+        let prompt = (1...500).map { "s\($0)" }.joined(separator: " ")
+        let expected = BuiltinModels.syllables(of: prompt)
+        try await withThrowingTaskGroup(of: [String].self) { group in
+          for _ in 0..<20 {
+            group.addTask {
+              var tokens: [String] = []
+              for try await token in client.stream(prompt: prompt, model: "syllables") {
+                tokens.append(token)
+              }
+              return tokens
+            }
+          }
+          for try await tokens in group { #expect(tokens == expected) }
+        }
+        let stream = try server.statistics().stream
+        #expect(
+          stream["tokens_sent"] == Double(20 * expected.count) && stream["client_hien_tai"] == 0,
+          "\(stream)"
+        )
+        await client.close()
+      }
+    }
+
+    @Test("with generators off the event loops, plain-sequence generators still stream")
+    func poolExecutor() async throws {
+      let configuration = TestServer.configuration { $0.generatorsRunOnEventLoops = false }
+      try await TestServer.with(configuration: configuration) { server in
+        let client = try await server.connect()
+        var tokens: [String] = []
+        for try await token in client.stream(prompt: "xin chào Việt Nam", model: "syllables") {
+          tokens.append(token)
+        }
+        #expect(tokens == ["xin ", "chào ", "Việt ", "Nam"])
+        await client.close()
+      }
+    }
+
+    @Test("syllables split on spaces only, keep one space after each but the last, and skip runs of spaces")
+    func syllables() {
+      #expect(BuiltinModels.syllables(of: "") == [])
+      #expect(BuiltinModels.syllables(of: "   ") == [])
+      #expect(BuiltinModels.syllables(of: "một") == ["một"])
+      #expect(BuiltinModels.syllables(of: "  Trí   tuệ nhân\ttạo  ") == ["Trí ", "tuệ ", "nhân\ttạo"])
+      #expect(BuiltinModels.syllables(of: "a\n\nb c") == ["a\n\nb ", "c"])
+      #expect(Array(Syllables("ngôn ngữ")) == ["ngôn ", "ngữ"])
+    }
   }
 }

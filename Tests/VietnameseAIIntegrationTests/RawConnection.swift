@@ -143,7 +143,7 @@ final class RawConnection: Sendable {
 
   /// Waits until at least `count` frames have arrived (or the server closed), then returns
   /// every frame received.
-  func frames(count: Int, timeout: Duration = .seconds(20)) async throws -> [WireFrame] {
+  func frames(count: Int, timeout: Duration = .seconds(60)) async throws -> [WireFrame] {
     try await eventually("\(count) frames from the server", timeout: timeout) {
       ((try? receivedFrames().count) ?? 0) >= count || isClosed
     }
@@ -151,7 +151,7 @@ final class RawConnection: Sendable {
   }
 
   /// Waits until the server has closed the connection.
-  func waitUntilClosed(timeout: Duration = .seconds(20)) async throws {
+  func waitUntilClosed(timeout: Duration = .seconds(60)) async throws {
     try await eventually("the server closes the connection", timeout: timeout) { isClosed }
   }
 

@@ -32,7 +32,9 @@ struct TestServer {
 
   static let quietLogger = Logger(label: "test-server", factory: { _ in SwiftLogNoOpLogHandler() })
 
-  /// The default test configuration: a free port, no pacing, a rate limit out of the way.
+  /// The default test configuration: a free port, no pacing, a rate limit out of the way,
+  /// and timeouts that only a broken server reaches, not a slow machine (the tests of each
+  /// timeout set their own).
   static func configuration(_ adjust: (inout RPCServer.Configuration) -> Void = { _ in })
     -> RPCServer.Configuration
   {
@@ -40,6 +42,7 @@ struct TestServer {
     configuration.port = 0
     configuration.rateLimit.goiY = 1_000_000
     configuration.streaming.tocDoToken = .zero
+    configuration.streaming.timeout = .seconds(600)
     configuration.drainTimeout = .seconds(60)
     configuration.handshakeTimeout = .seconds(60)
     adjust(&configuration)
@@ -65,6 +68,13 @@ struct TestServer {
   static let endless = ServedGenerator(
     name: "endless",
     generator: TokenGenerator { (_: String) async in Ticker() }
+  )
+
+  /// `counter`: numbered tokens without end, unpaced, as a plain sequence (pulled on the
+  /// connection's loop): the heaviest load a stream puts on a server.
+  static let counter = ServedGenerator(
+    name: "counter",
+    generator: TokenGenerator { (_: String) in (1...).lazy.map { "\($0) " } }
   )
 
   struct Ticker: AsyncSequence {
