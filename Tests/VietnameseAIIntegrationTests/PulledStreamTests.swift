@@ -1,3 +1,5 @@
+import NIOCore
+import NIOPosix
 import TestSupport
 import Testing
 import VietnameseAI
@@ -142,6 +144,77 @@ extension UnderLoad {
         #expect(!messages.contains(.token("sau ")))
         await connection.close()
       }
+    }
+
+    @Test(
+      "paced streams whose tokens cost more than their pace fall behind; their loop still accepts and answers",
+      .timeLimit(.minutes(3))
+    )
+    func pacedOverload() async throws {
+      // Timers fall due faster than the loop can write their tokens. Were each timer's token
+      // written within the tick, the loop would never poll again: the handshake would go
+      // unanswered for as long as the streams last.
+      try await expectLoopServes(beside: 100, of: TestServer.counter) {
+        $0.streaming.tocDoToken = .nanoseconds(1)
+        $0.streaming.toiDaClient = 1_000
+      }
+    }
+
+    @Test(
+      "a generator task faster than its connection's loop leaves the loop accepting and answering",
+      .timeLimit(.minutes(3))
+    )
+    func fastGeneratorTask() async throws {
+      // Asynchronous, so it runs as a task off the loop, and it never suspends. The loop takes
+      // each burst of its tokens after it has polled, so however fast the generator refills
+      // the gate, the new connection is read and answered between bursts.
+      let fast = ServedGenerator(name: "fast", generator: TokenGenerator { (_: String) async in Instant() })
+      try await expectLoopServes(beside: 8, of: fast)
+    }
+
+    /// Opens `streamCount` endless streams of `generator` on a server with a single event loop,
+    /// from a client that reads everything at once (so the server's channel stays writable and
+    /// only the loop's own time limits the streams), then expects a new connection, on that
+    /// same loop, to be accepted, to shake hands and to get its answer.
+    private func expectLoopServes(
+      beside streamCount: Int,
+      of generator: ServedGenerator,
+      _ adjust: (inout RPCServer.Configuration) -> Void = { _ in }
+    ) async throws {
+      let loop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+      let configuration = TestServer.configuration {
+        $0.eventLoopGroup = loop
+        adjust(&$0)
+      }
+      try await TestServer.with(configuration: configuration, generators: [generator]) { server in
+        let flooding = try await RawConnection.connected(port: server.port)
+        var frames = EncodedFrames()
+        for id in 1...UInt32(streamCount) {
+          let open = WireMessage.StreamOpen(deadlineMilliseconds: 0, model: generator.name, prompt: "")
+          try frames.append(WireFrame(requestID: id, message: .streamOpen(open)))
+        }
+        try await flooding.send(frames.bytes)
+        try await eventually("every stream runs") {
+          let stream = try? server.statistics().stream
+          return stream?["client_hien_tai"] == Double(streamCount) && stream?["tokens_sent"] ?? 0 > 10_000
+        }
+        let client = try await server.connect()
+        #expect(
+          try await client.predict(model: "echo", input: "vẫn đọc", deadline: .seconds(60)) == "vẫn đọc"
+        )
+        await client.close()
+        await flooding.close()
+      }
+      try await loop.shutdownGracefully()
+    }
+
+    /// Tokens without end that are ready at once: an asynchronous sequence that never
+    /// suspends.
+    struct Instant: AsyncSequence {
+      struct AsyncIterator: AsyncIteratorProtocol {
+        mutating func next() async throws -> String? { "x" }
+      }
+      func makeAsyncIterator() -> AsyncIterator { AsyncIterator() }
     }
 
     @Test("many streams on one connection take turns and each gets all its tokens, in order")

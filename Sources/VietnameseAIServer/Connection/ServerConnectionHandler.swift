@@ -70,7 +70,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// Pulled streams whose next tokens are due, in turn order.
   private var runnable = Deque<UInt32>()
   private var pollTurnPending = false
-  private var tickTurnPending = false
   private var clientID = ""
   private var context: ChannelHandlerContext?
   private var bound: NIOLoopBound<ServerConnectionHandler>?
@@ -502,7 +501,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       executor: GeneratorExecutor.shared,
       onToken: { token in
         if try await gate.push(token, id: id) {
-          loop.execute { bound.value.writePendingTokens() }
+          loop.execute { bound.value.writePendingTokensAfterPoll() }
         }
       },
       onDone: {
@@ -568,28 +567,23 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// Queues a pulled stream for the next turn.
   private func makeRunnable(_ id: UInt32) {
     runnable.append(id)
-    requestTurn(afterPoll: true)
+    requestTurn()
   }
 
-  /// Asks for a turn: after the loop's next poll for I/O (for streams that continue without
-  /// pause, so that the loop reads in between), or at the end of this tick (for a paced
-  /// stream whose timer fired).
-  private func requestTurn(afterPoll: Bool) {
-    guard let bound else { return }
-    if afterPoll, let yield {
-      guard !pollTurnPending else { return }
-      pollTurnPending = true
-      yield.afterNextPoll {
-        bound.value.pollTurnPending = false
-        bound.value.runTurn()
-      }
-    } else if let loop = context?.eventLoop {
-      guard !tickTurnPending else { return }
-      tickTurnPending = true
-      loop.execute {
-        bound.value.tickTurnPending = false
-        bound.value.runTurn()
-      }
+  /// Asks for a turn after the loop's next poll for I/O, never within the current tick.
+  ///
+  /// This holds for a paced stream whose timer fired too. A loop runs every job and every timer
+  /// that falls due before it polls again, so turns run straight from the timers would, once
+  /// the streams' tokens cost more than their pace leaves (thousands of paced streams, a slow
+  /// build), keep the loop in its queue for good: no read, no accept, no `CANCEL`, no
+  /// handshake on that loop while the streams last. Through the poll, a timer only marks its
+  /// stream due, and the streams fall behind their pace instead of taking the loop.
+  private func requestTurn() {
+    guard let bound, let yield, !pollTurnPending else { return }
+    pollTurnPending = true
+    yield.afterNextPoll {
+      bound.value.pollTurnPending = false
+      bound.value.runTurn()
     }
   }
 
@@ -625,7 +619,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       if writer.pendingBytes >= Self.turnBytes { break }
     }
     flush()
-    if !runnable.isEmpty && context.channel.isWritable { requestTurn(afterPoll: true) }
+    if !runnable.isEmpty && context.channel.isWritable { requestTurn() }
   }
 
   /// Bytes after which a turn stops and flushes, so that a turn's output stays bounded.
@@ -634,8 +628,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   private func pacedTokenDue(_ id: UInt32) {
     guard case .pulled(let stream) = inFlight[id]?.work else { return }
     stream.paceTimer = nil
-    runnable.append(id)
-    requestTurn(afterPoll: false)
+    makeRunnable(id)
   }
 
   /// Ends a pulled stream: frees its slot and sends its terminal frame.
@@ -662,6 +655,18 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     case .pending, .batch, nil:
       break
     }
+  }
+
+  /// Writes the tokens generators have queued, once the loop has polled for I/O.
+  ///
+  /// Taking the tokens frees their slots in the gate, and a generator on another thread refills
+  /// them at once. Taken within the tick, a refill can queue the next drain before the loop
+  /// gets to poll, and a generator faster than the loop then keeps it from reading (other
+  /// requests, a `CANCEL`, a new connection's handshake) for long stretches; after the poll,
+  /// every drain lets the loop read first.
+  private func writePendingTokensAfterPoll() {
+    guard let bound, let yield else { return writePendingTokens() }
+    yield.afterNextPoll { bound.value.writePendingTokens() }
   }
 
   /// Writes the tokens generators have queued since the last call, in the order they came.
