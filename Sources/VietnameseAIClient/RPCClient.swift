@@ -36,7 +36,6 @@ public final class RPCClient: Sendable {
   private let loopExecutor: LoopTaskExecutor
   private let handler: NIOLoopBound<ClientConnectionHandler>
   private let calls: CallTable
-  private let nextID = Atomic<UInt32>(1)
   private let nextPing = Atomic<UInt64>(1)
 
   /// How long after a call's deadline the client stops waiting for the server's own
@@ -192,7 +191,6 @@ public final class RPCClient: Sendable {
     } catch {
       return completion(.failure(error))
     }
-    let id = nextRequestID()
     let answer: CallTable.Call = .unary { outcome in
       switch outcome {
       case .success(.result(let output)): completion(.success(output))
@@ -200,8 +198,10 @@ public final class RPCClient: Sendable {
       case .failure(let error): completion(.failure(error))
       }
     }
-    if let refusal = calls.register(id, answer, deadline: deadline, grace: Self.deadlineGrace) {
-      return completion(.failure(refusal))
+    let id: UInt32
+    switch calls.register(answer, deadline: deadline, grace: Self.deadlineGrace) {
+    case .success(let registered): id = registered
+    case .failure(let refusal): return completion(.failure(refusal))
     }
     let request = WireMessage.Predict(deadlineMilliseconds: milliseconds, model: model, input: input)
     send(WireFrame(requestID: id, message: .predict(request)))
@@ -279,13 +279,14 @@ public final class RPCClient: Sendable {
   ///   the server.
   public func stream(prompt: String, model: String = "", deadline: Duration? = nil) -> RPCTokenStream {
     let buffer = TokenBuffer()
-    let id = nextRequestID()
+    let id = calls.reserve()
     let cancel: @Sendable () -> Void = { [weak self] in self?.cancel(id, with: .cancelledByCaller) }
     let tokens = RPCTokenStream(consumer: .init(buffer: buffer, cancel: cancel))
     let milliseconds: UInt32
     do {
       milliseconds = try Self.milliseconds(deadline)
     } catch {
+      calls.withdraw(id, with: error)
       buffer.finish(.failure(error))
       return tokens
     }
@@ -360,16 +361,9 @@ public final class RPCClient: Sendable {
   }
 
   /// A request id that is neither 0 nor still in use (after the counter wraps).
-  private func nextRequestID() -> UInt32 {
-    while true {
-      let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-      if id != 0 && calls.isFree(id) { return id }
-    }
-  }
-
   /// Sends a request and waits for its terminal frame.
   private func call(_ message: WireMessage, deadline: Duration?) async throws -> WireMessage {
-    let id = nextRequestID()
+    let id = calls.reserve()
     return try await withTaskCancellationHandler {
       // Checked, although the call table resumes each continuation exactly once: the runtime's
       // hand-over of an unsafe continuation is invisible to ThreadSanitizer, which then
@@ -381,9 +375,10 @@ public final class RPCClient: Sendable {
           continuation.resume(throwing: refusal)
           return
         }
-        // A cancellation that came before the registration found nothing to cancel.
+        // A cancellation that came before the registration found nothing to cancel. The
+        // request is not sent then, so its id is free at once.
         if Task.isCancelled {
-          _ = calls.abandon(id, with: .cancelledByCaller)
+          calls.withdraw(id, with: .cancelledByCaller)
           return
         }
         send(WireFrame(requestID: id, message: message))

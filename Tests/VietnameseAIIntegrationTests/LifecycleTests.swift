@@ -34,6 +34,25 @@ extension UnderLoad {
       }
     }
 
+    @Test("calls of a task cancelled before they start are refused CANCELLED and use up no request slot")
+    func cancelledBeforeSending() async throws {
+      let configuration = TestServer.configuration { $0.maxConcurrentRequests = 4 }
+      try await TestServer.with(configuration: configuration) { server in
+        let client = try await server.connect()
+        // Never sent, so never answered by the server: were their ids kept as abandoned
+        // calls awaiting an answer, four of them would use up the connection's limit.
+        for _ in 0..<20 {
+          let call = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await client.predict(model: "echo", input: "không gửi")
+          }
+          await expectRPCError(.cancelled) { try await call.value }
+        }
+        #expect(try await client.predict(model: "echo", input: "vẫn còn chỗ") == "vẫn còn chỗ")
+        await client.close()
+      }
+    }
+
     @Test("stopping a stream mid-way cancels its generator and frees its slot")
     func cancelStream() async throws {
       try await TestServer.with { server in

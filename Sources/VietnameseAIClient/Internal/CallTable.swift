@@ -20,19 +20,45 @@ final class CallTable: Sendable {
   }
 
   private struct Entry {
-    var call: Call
+    /// `nil` while the id is reserved and its call not yet registered.
+    var call: Call?
     /// When the client stops waiting for the server: the call's deadline plus a grace.
     var givesUpAt: NIODeadline?
     var deadline: Duration?
   }
 
   private struct State {
-    var calls: [UInt32: Entry] = [:]
-    var abandoned: Set<UInt32> = []
+    var slots = Slots()
+    var nextID: UInt32 = 1
     var pings: [UInt64: CheckedContinuation<Void, any Error>] = [:]
     var closed: RPCError?
     var goingAway = false
     var limit = Int.max
+
+    /// The next id whose slot is free, in sequence, skipping 0.
+    mutating func takeID() -> UInt32 {
+      slots.reserveCapacity(slots.count + 1)
+      while true {
+        let id = nextID
+        nextID &+= 1
+        if id != 0 && slots.isFree(id) { return id }
+      }
+    }
+
+    /// Why a new call cannot start now, if it cannot.
+    func refusal() -> RPCError? {
+      if let closed { return closed }
+      if goingAway {
+        return .unavailable("the server is shutting down (GOAWAY); open a new connection")
+      }
+      if slots.count >= limit {
+        return RPCError(
+          code: .resourceExhausted,
+          message: "\(limit) requests in flight, the most the server allows on one connection"
+        )
+      }
+      return nil
+    }
   }
 
   private let state = Locked(State())
@@ -42,29 +68,53 @@ final class CallTable: Sendable {
     state.withLock { $0.limit = limit }
   }
 
-  /// Whether `id` may be used for a new request: not in flight, not awaiting its answer.
-  func isFree(_ id: UInt32) -> Bool {
-    state.withLock { $0.calls[id] == nil && !$0.abandoned.contains(id) }
+  /// Takes an id for a call to be registered with ``register(_:_:deadline:grace:)``, for a
+  /// caller that needs the id first (to cancel by it).
+  func reserve() -> UInt32 {
+    state.withLock { state in
+      let id = state.takeID()
+      state.slots.insert(id, Entry(call: nil), abandoned: false)
+      return id
+    }
   }
 
-  /// Adds a call, or says why it cannot start. A call with a `deadline` is given up
-  /// `grace` after it by ``expire(now:)`` if the server has not answered by then.
+  /// Adds a call under a new id, or says why it cannot start. A call with a `deadline` is
+  /// given up `grace` after it by ``expire(now:)`` if the server has not answered by then.
+  func register(_ call: Call, deadline: Duration? = nil, grace: Duration = .zero) -> Result<UInt32, RPCError>
+  {
+    let givesUpAt = deadline.map { NIODeadline.now() + TimeAmount($0 + grace) }
+    return state.withLock { state in
+      if let refusal = state.refusal() { return .failure(refusal) }
+      let id = state.takeID()
+      state.slots.insert(id, Entry(call: call, givesUpAt: givesUpAt, deadline: deadline), abandoned: false)
+      return .success(id)
+    }
+  }
+
+  /// Registers the call of an id from ``reserve()``, or says why it cannot start; the id is
+  /// free again then.
   func register(_ id: UInt32, _ call: Call, deadline: Duration? = nil, grace: Duration = .zero) -> RPCError? {
     let givesUpAt = deadline.map { NIODeadline.now() + TimeAmount($0 + grace) }
     return state.withLock { state -> RPCError? in
-      if let closed = state.closed { return closed }
-      if state.goingAway {
-        return .unavailable("the server is shutting down (GOAWAY); open a new connection")
-      }
-      if state.calls.count + state.abandoned.count >= state.limit {
-        return RPCError(
-          code: .resourceExhausted,
-          message: "\(state.limit) requests in flight, the most the server allows on one connection"
-        )
-      }
-      state.calls[id] = Entry(call: call, givesUpAt: givesUpAt, deadline: deadline)
+      guard let slot = state.slots.index(of: id) else { return state.closed ?? .cancelledByCaller }
+      // The reservation itself counts against the limit.
+      state.slots.removeValue(at: slot)
+      if let refusal = state.refusal() { return refusal }
+      state.slots.insert(id, Entry(call: call, givesUpAt: givesUpAt, deadline: deadline), abandoned: false)
       return nil
     }
+  }
+
+  /// Frees the id of a call whose request was never sent, as the server will never answer
+  /// it, and ends the call with `error` unless it was ended already (abandoned meanwhile).
+  func withdraw(_ id: UInt32, with error: RPCError) {
+    let entry = state.withLock { state -> Entry? in
+      guard let slot = state.slots.index(of: id) else { return nil }
+      let abandoned = state.slots.isAbandoned(slot)
+      let entry = state.slots.removeValue(at: slot)
+      return abandoned ? nil : entry
+    }
+    if let entry { Self.end(entry, with: .failure(error)) }
   }
 
   /// Gives up the calls whose local deadline has passed: they fail with DEADLINE_EXCEEDED.
@@ -76,12 +126,12 @@ final class CallTable: Sendable {
   /// - Returns: The ids given up, for the caller to send `CANCEL`.
   func expire(now: NIODeadline) -> [UInt32] {
     let expired = state.withLock { state -> [(UInt32, Entry)] in
-      let due = state.calls.filter { $0.value.givesUpAt.map { $0 <= now } ?? false }
-      for (id, _) in due {
-        state.calls[id] = nil
-        state.abandoned.insert(id)
+      var due: [(UInt32, Entry)] = []
+      for slot in state.slots.live() {
+        guard let givesUpAt = state.slots.entry(at: slot).givesUpAt, givesUpAt <= now else { continue }
+        due.append((state.slots.id(at: slot), state.slots.abandon(at: slot)))
       }
-      return due.map { ($0.key, $0.value) }
+      return due
     }
     for (_, entry) in expired {
       let error = RPCError(
@@ -99,9 +149,10 @@ final class CallTable: Sendable {
   ///   with `CANCEL`.
   func abandon(_ id: UInt32, with error: RPCError) -> Bool {
     let entry = state.withLock { state -> Entry? in
-      guard let entry = state.calls.removeValue(forKey: id) else { return nil }
-      state.abandoned.insert(id)
-      return entry
+      guard let slot = state.slots.index(of: id), !state.slots.isAbandoned(slot),
+        state.slots.entry(at: slot).call != nil
+      else { return nil }
+      return state.slots.abandon(at: slot)
     }
     guard let entry else { return false }
     Self.end(entry, with: .failure(error))
@@ -111,8 +162,13 @@ final class CallTable: Sendable {
   /// The terminal frame of call `id`.
   func complete(_ id: UInt32, with outcome: Result<WireMessage, RPCError>) {
     let entry = state.withLock { state -> Entry? in
-      state.abandoned.remove(id)
-      return state.calls.removeValue(forKey: id)
+      // A reserved id has sent nothing: a frame for it is not its answer.
+      guard let slot = state.slots.index(of: id),
+        state.slots.isAbandoned(slot) || state.slots.entry(at: slot).call != nil
+      else { return nil }
+      let abandoned = state.slots.isAbandoned(slot)
+      let entry = state.slots.removeValue(at: slot)
+      return abandoned ? nil : entry
     }
     guard let entry else { return }
     Self.end(entry, with: outcome)
@@ -127,12 +183,11 @@ final class CallTable: Sendable {
   func closeAll(with error: RPCError) {
     let (entries, pings) = state.withLock { state in
       if state.closed == nil { state.closed = error }
-      defer {
-        state.calls.removeAll()
-        state.abandoned.removeAll()
-        state.pings.removeAll()
-      }
-      return (Array(state.calls.values), Array(state.pings.values))
+      let entries = state.slots.live().map { state.slots.entry(at: $0) }
+      let pings = Array(state.pings.values)
+      state.slots.removeAll()
+      state.pings.removeAll()
+      return (entries, pings)
     }
     for entry in entries { Self.end(entry, with: .failure(error)) }
     for ping in pings { ping.resume(throwing: error) }
@@ -153,7 +208,8 @@ final class CallTable: Sendable {
   }
 
   private static func end(_ entry: Entry, with outcome: Result<WireMessage, RPCError>) {
-    switch entry.call {
+    guard let call = entry.call else { return }
+    switch call {
     case .unary(let answer):
       answer(outcome)
     case .stream(let buffer):
@@ -167,6 +223,95 @@ final class CallTable: Sendable {
       case .failure(let error):
         buffer.finish(.failure(error))
       }
+    }
+  }
+
+  /// The calls by request id: an array of a power-of-two size, indexed by the id's low bits.
+  ///
+  /// The client picks the ids, in sequence, and skips any whose slot is taken, so a slot holds
+  /// at most one id and finding an id (one the server sent may be anything) is one
+  /// comparison: no hashing and no probing. The array doubles when half full; ids that were
+  /// apart in the smaller array stay apart in the larger one. A slot of an abandoned call stays
+  /// taken until the server's terminal frame, as the server still counts the call.
+  private struct Slots {
+    /// 0 marks a free slot (0 is never a request id).
+    private var ids: [UInt32]
+    private var entries: [Entry?]
+    private var abandoned: [Bool]
+    private(set) var count = 0
+
+    init() {
+      ids = Array(repeating: 0, count: 64)
+      entries = Array(repeating: nil, count: 64)
+      abandoned = Array(repeating: false, count: 64)
+    }
+
+    private var mask: Int { ids.count - 1 }
+
+    func isFree(_ id: UInt32) -> Bool { ids[Int(id) & mask] == 0 }
+
+    /// The slot of `id`, if it is in the table.
+    func index(of id: UInt32) -> Int? {
+      let slot = Int(id) & mask
+      return id != 0 && ids[slot] == id ? slot : nil
+    }
+
+    func id(at slot: Int) -> UInt32 { ids[slot] }
+    func entry(at slot: Int) -> Entry { entries[slot]! }
+    func isAbandoned(_ slot: Int) -> Bool { abandoned[slot] }
+
+    /// The slots of calls still waited for (neither abandoned nor merely reserved).
+    func live() -> [Int] {
+      ids.indices.filter { ids[$0] != 0 && !abandoned[$0] && entries[$0]?.call != nil }
+    }
+
+    /// Grows the array, if needed, so that it is at most half full with `needed` ids.
+    mutating func reserveCapacity(_ needed: Int) {
+      guard needed * 2 > ids.count else { return }
+      var size = ids.count
+      while needed * 2 > size { size *= 2 }
+      var grown = Slots(size: size)
+      for slot in ids.indices where ids[slot] != 0 {
+        grown.insert(ids[slot], entries[slot]!, abandoned: abandoned[slot])
+      }
+      self = grown
+    }
+
+    private init(size: Int) {
+      ids = Array(repeating: 0, count: size)
+      entries = Array(repeating: nil, count: size)
+      abandoned = Array(repeating: false, count: size)
+    }
+
+    /// Adds `id`, whose slot must be free.
+    mutating func insert(_ id: UInt32, _ entry: Entry, abandoned isAbandoned: Bool) {
+      reserveCapacity(count + 1)
+      let slot = Int(id) & mask
+      precondition(ids[slot] == 0, "request id \(id) given out twice")
+      ids[slot] = id
+      entries[slot] = entry
+      abandoned[slot] = isAbandoned
+      count += 1
+    }
+
+    /// Marks a call abandoned, keeping its slot; returns its entry.
+    mutating func abandon(at slot: Int) -> Entry {
+      abandoned[slot] = true
+      return entries[slot]!
+    }
+
+    @discardableResult
+    mutating func removeValue(at slot: Int) -> Entry {
+      let entry = entries[slot]!
+      ids[slot] = 0
+      entries[slot] = nil
+      abandoned[slot] = false
+      count -= 1
+      return entry
+    }
+
+    mutating func removeAll() {
+      self = Slots()
     }
   }
 }
