@@ -156,7 +156,7 @@ extension MayChuBatch {
     var laneExecutors: [(any TaskExecutor)?] = [nil]
     /// Items in `lanes` whose ticket is alive: their count minus tombstones.
     var liveQueued = 0
-    var tickets: [UInt64: Ticket] = [:]
+    var tickets = TicketTable<Ticket>()
     var busyWorkers = 0
     var running: [UInt64: RunningBatch] = [:]
     var nextBatchID: UInt64 = 0
@@ -235,7 +235,7 @@ extension MayChuBatch {
         deadlineExceeded += inputs.count
         return actions.fail(waiter, with: Self.deadlineError())
       }
-      tickets[id] = Ticket(waiter: waiter, queued: inputs.count, deadline: deadline)
+      tickets.insert(Ticket(waiter: waiter, queued: inputs.count, deadline: deadline), forKey: id)
       var lane = 0
       if case .tagged(let sink, _) = waiter {
         lane = sink.lane
@@ -329,9 +329,9 @@ extension MayChuBatch {
         while batch.count < kichThuocBatch, let item = lanes[source].popFirst() {
           // One lookup per item: the ticket's index serves every access that follows.
           guard let slot = tickets.index(forKey: item.ticket) else { continue }  // tombstone
-          tickets.values[slot].queued -= 1
+          tickets[slot].queued -= 1
           liveQueued -= 1
-          if let deadline = tickets.values[slot].deadline, deadline <= now {
+          if let deadline = tickets[slot].deadline, deadline <= now {
             fail(ticket: item.ticket, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
             continue
           }
@@ -451,7 +451,7 @@ extension MayChuBatch {
 
     private mutating func deliver(_ output: KetQua, to item: Item, now: Int64, into actions: inout Actions) {
       guard let slot = tickets.index(forKey: item.ticket) else { return }  // answered already
-      let ticket = tickets.values[slot]
+      let ticket = tickets[slot]
       latency.record(.nanoseconds(now - item.arrival))
       completed += 1
       switch ticket.waiter {
