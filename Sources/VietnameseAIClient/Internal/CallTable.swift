@@ -126,6 +126,8 @@ final class CallTable: Sendable {
   /// - Returns: The ids given up, for the caller to send `CANCEL`.
   func expire(now: NIODeadline) -> [UInt32] {
     let expired = state.withLock { state -> [(UInt32, Entry)] in
+      // An idle connection's sweep looks at no slot.
+      guard state.slots.count > 0 else { return [] }
       var due: [(UInt32, Entry)] = []
       for slot in state.slots.live() {
         guard let givesUpAt = state.slots.entry(at: slot).givesUpAt, givesUpAt <= now else { continue }
