@@ -456,22 +456,25 @@ extension MayChuBatch {
       completed += 1
       switch ticket.waiter {
       case .single(let continuation):
-        tickets.remove(at: slot)
-        if ticket.deadline != nil { deadlineEnded() }
+        answered(ticket, at: slot)
         actions.resumptions.append(.single(continuation, .success(output)))
       case .group(let continuation, let group):
         group.results[item.index] = output
         group.remaining -= 1
         if group.remaining == 0 {
-          tickets.remove(at: slot)
-          if ticket.deadline != nil { deadlineEnded() }
+          answered(ticket, at: slot)
           actions.resumptions.append(.group(continuation, .success(group.results.map { $0! })))
         }
       case .tagged(let sink, let tag):
-        tickets.remove(at: slot)
-        if ticket.deadline != nil { deadlineEnded() }
+        answered(ticket, at: slot)
         actions.append(.success(output), tag: tag, for: sink)
       }
+    }
+
+    /// Removes a ticket whose every item has its answer.
+    private mutating func answered(_ ticket: Ticket, at slot: TicketTable<Ticket>.Index) {
+      tickets.remove(at: slot)
+      if ticket.deadline != nil { deadlineEnded() }
     }
 
     /// Ends a ticket with an error: its queued items become tombstones, its caller is resumed.

@@ -14,9 +14,9 @@ struct LimitParameters: Sendable {
 
 /// One client's allowance under one limiting algorithm.
 ///
-/// Each algorithm keeps only the state it needs, so that the token bucket's entry in the
-/// client table is 16 bytes: with 100,000 clients the table outgrows the caches, and its size
-/// is what a decision costs.
+/// Each algorithm keeps only the state it needs, so that the token bucket's allowance is 16
+/// bytes (its entry in the client table, with the key, 32): with 100,000 clients the table
+/// outgrows the caches, and its size is what a decision costs.
 protocol ClientAllowance: SendableMetatype {
   /// A client seen for the first time at `now`, with its full allowance.
   init(now: Int64, _ limits: LimitParameters)

@@ -20,11 +20,17 @@ final class CallTable: Sendable {
   }
 
   private struct Entry {
+    let id: UInt32
     /// `nil` while the id is reserved and its call not yet registered.
     var call: Call?
     /// When the client stops waiting for the server: the call's deadline plus a grace.
     var givesUpAt: NIODeadline?
     var deadline: Duration?
+    /// Ended on the caller's side; the id stays taken until the server's terminal frame.
+    var abandoned = false
+
+    /// Registered, and its caller still waits for it.
+    var isWaiting: Bool { call != nil && !abandoned }
   }
 
   private struct State {
@@ -73,7 +79,7 @@ final class CallTable: Sendable {
   func reserve() -> UInt32 {
     state.withLock { state in
       let id = state.takeID()
-      state.slots.insert(id, Entry(call: nil), abandoned: false)
+      state.slots.insert(Entry(id: id, call: nil))
       return id
     }
   }
@@ -86,7 +92,7 @@ final class CallTable: Sendable {
     return state.withLock { state in
       if let refusal = state.refusal() { return .failure(refusal) }
       let id = state.takeID()
-      state.slots.insert(id, Entry(call: call, givesUpAt: givesUpAt, deadline: deadline), abandoned: false)
+      state.slots.insert(Entry(id: id, call: call, givesUpAt: givesUpAt, deadline: deadline))
       return .success(id)
     }
   }
@@ -98,9 +104,9 @@ final class CallTable: Sendable {
     return state.withLock { state -> RPCError? in
       guard let slot = state.slots.index(of: id) else { return state.closed ?? .cancelledByCaller }
       // The reservation itself counts against the limit.
-      state.slots.removeValue(at: slot)
+      state.slots.remove(at: slot)
       if let refusal = state.refusal() { return refusal }
-      state.slots.insert(id, Entry(call: call, givesUpAt: givesUpAt, deadline: deadline), abandoned: false)
+      state.slots.insert(Entry(id: id, call: call, givesUpAt: givesUpAt, deadline: deadline))
       return nil
     }
   }
@@ -110,9 +116,8 @@ final class CallTable: Sendable {
   func withdraw(_ id: UInt32, with error: RPCError) {
     let entry = state.withLock { state -> Entry? in
       guard let slot = state.slots.index(of: id) else { return nil }
-      let abandoned = state.slots.isAbandoned(slot)
-      let entry = state.slots.removeValue(at: slot)
-      return abandoned ? nil : entry
+      let entry = state.slots.remove(at: slot)
+      return entry.abandoned ? nil : entry
     }
     if let entry { Self.end(entry, with: .failure(error)) }
   }
@@ -125,24 +130,25 @@ final class CallTable: Sendable {
   ///
   /// - Returns: The ids given up, for the caller to send `CANCEL`.
   func expire(now: NIODeadline) -> [UInt32] {
-    let expired = state.withLock { state -> [(UInt32, Entry)] in
+    let expired = state.withLock { state -> [Entry] in
       // An idle connection's sweep looks at no slot.
       guard state.slots.count > 0 else { return [] }
-      var due: [(UInt32, Entry)] = []
-      for slot in state.slots.live() {
-        guard let givesUpAt = state.slots.entry(at: slot).givesUpAt, givesUpAt <= now else { continue }
-        due.append((state.slots.id(at: slot), state.slots.abandon(at: slot)))
+      var due: [Entry] = []
+      for slot in state.slots.waiting() {
+        guard let givesUpAt = state.slots[slot].givesUpAt, givesUpAt <= now else { continue }
+        state.slots[slot].abandoned = true
+        due.append(state.slots[slot])
       }
       return due
     }
-    for (_, entry) in expired {
+    for entry in expired {
       let error = RPCError(
         code: .deadlineExceeded,
         message: "no answer within the deadline of \(entry.deadline ?? .zero)"
       )
       Self.end(entry, with: .failure(error))
     }
-    return expired.map(\.0)
+    return expired.map(\.id)
   }
 
   /// Ends a call on the caller's side with `error`.
@@ -151,10 +157,9 @@ final class CallTable: Sendable {
   ///   with `CANCEL`.
   func abandon(_ id: UInt32, with error: RPCError) -> Bool {
     let entry = state.withLock { state -> Entry? in
-      guard let slot = state.slots.index(of: id), !state.slots.isAbandoned(slot),
-        state.slots.entry(at: slot).call != nil
-      else { return nil }
-      return state.slots.abandon(at: slot)
+      guard let slot = state.slots.index(of: id), state.slots[slot].isWaiting else { return nil }
+      state.slots[slot].abandoned = true
+      return state.slots[slot]
     }
     guard let entry else { return false }
     Self.end(entry, with: .failure(error))
@@ -164,13 +169,11 @@ final class CallTable: Sendable {
   /// The terminal frame of call `id`.
   func complete(_ id: UInt32, with outcome: Result<WireMessage, RPCError>) {
     let entry = state.withLock { state -> Entry? in
-      // A reserved id has sent nothing: a frame for it is not its answer.
-      guard let slot = state.slots.index(of: id),
-        state.slots.isAbandoned(slot) || state.slots.entry(at: slot).call != nil
-      else { return nil }
-      let abandoned = state.slots.isAbandoned(slot)
-      let entry = state.slots.removeValue(at: slot)
-      return abandoned ? nil : entry
+      // A reserved id has sent nothing: a frame for it is not its answer. (Only registered
+      // calls are ever abandoned.)
+      guard let slot = state.slots.index(of: id), state.slots[slot].call != nil else { return nil }
+      let entry = state.slots.remove(at: slot)
+      return entry.abandoned ? nil : entry
     }
     guard let entry else { return }
     Self.end(entry, with: outcome)
@@ -185,7 +188,7 @@ final class CallTable: Sendable {
   func closeAll(with error: RPCError) {
     let (entries, pings) = state.withLock { state in
       if state.closed == nil { state.closed = error }
-      let entries = state.slots.live().map { state.slots.entry(at: $0) }
+      let entries = state.slots.waiting().map { state.slots[$0] }
       let pings = Array(state.pings.values)
       state.slots.removeAll()
       state.pings.removeAll()
@@ -236,80 +239,56 @@ final class CallTable: Sendable {
   /// apart in the smaller array stay apart in the larger one. A slot of an abandoned call stays
   /// taken until the server's terminal frame, as the server still counts the call.
   private struct Slots {
-    /// 0 marks a free slot (0 is never a request id).
-    private var ids: [UInt32]
     private var entries: [Entry?]
-    private var abandoned: [Bool]
     private(set) var count = 0
 
-    init() {
-      ids = Array(repeating: 0, count: 64)
-      entries = Array(repeating: nil, count: 64)
-      abandoned = Array(repeating: false, count: 64)
+    init(size: Int = 64) {
+      entries = Array(repeating: nil, count: size)
     }
 
-    private var mask: Int { ids.count - 1 }
+    private var mask: Int { entries.count - 1 }
 
-    func isFree(_ id: UInt32) -> Bool { ids[Int(id) & mask] == 0 }
+    func isFree(_ id: UInt32) -> Bool { entries[Int(id) & mask] == nil }
 
     /// The slot of `id`, if it is in the table.
     func index(of id: UInt32) -> Int? {
       let slot = Int(id) & mask
-      return id != 0 && ids[slot] == id ? slot : nil
+      return entries[slot]?.id == id ? slot : nil
     }
 
-    func id(at slot: Int) -> UInt32 { ids[slot] }
-    func entry(at slot: Int) -> Entry { entries[slot]! }
-    func isAbandoned(_ slot: Int) -> Bool { abandoned[slot] }
+    subscript(slot: Int) -> Entry {
+      get { entries[slot]! }
+      _modify { yield &entries[slot]! }
+    }
 
-    /// The slots of calls still waited for (neither abandoned nor merely reserved).
-    func live() -> [Int] {
-      ids.indices.filter { ids[$0] != 0 && !abandoned[$0] && entries[$0]?.call != nil }
+    /// The slots of calls whose callers still wait (neither abandoned nor merely reserved).
+    func waiting() -> [Int] {
+      entries.indices.filter { entries[$0]?.isWaiting == true }
     }
 
     /// Grows the array, if needed, so that it is at most half full with `needed` ids.
     mutating func reserveCapacity(_ needed: Int) {
-      guard needed * 2 > ids.count else { return }
-      var size = ids.count
+      guard needed * 2 > entries.count else { return }
+      var size = entries.count
       while needed * 2 > size { size *= 2 }
       var grown = Slots(size: size)
-      for slot in ids.indices where ids[slot] != 0 {
-        grown.insert(ids[slot], entries[slot]!, abandoned: abandoned[slot])
-      }
+      for case let entry? in entries { grown.insert(entry) }
       self = grown
     }
 
-    private init(size: Int) {
-      ids = Array(repeating: 0, count: size)
-      entries = Array(repeating: nil, count: size)
-      abandoned = Array(repeating: false, count: size)
-    }
-
-    /// Adds `id`, whose slot must be free.
-    mutating func insert(_ id: UInt32, _ entry: Entry, abandoned isAbandoned: Bool) {
+    /// Adds an entry, whose id's slot must be free.
+    mutating func insert(_ entry: Entry) {
       reserveCapacity(count + 1)
-      let slot = Int(id) & mask
-      precondition(ids[slot] == 0, "request id \(id) given out twice")
-      ids[slot] = id
+      let slot = Int(entry.id) & mask
+      precondition(entries[slot] == nil, "request id \(entry.id) given out twice")
       entries[slot] = entry
-      abandoned[slot] = isAbandoned
       count += 1
     }
 
-    /// Marks a call abandoned, keeping its slot; returns its entry.
-    mutating func abandon(at slot: Int) -> Entry {
-      abandoned[slot] = true
-      return entries[slot]!
-    }
-
     @discardableResult
-    mutating func removeValue(at slot: Int) -> Entry {
-      let entry = entries[slot]!
-      ids[slot] = 0
-      entries[slot] = nil
-      abandoned[slot] = false
+    mutating func remove(at slot: Int) -> Entry {
       count -= 1
-      return entry
+      return entries[slot].take()!
     }
 
     mutating func removeAll() {

@@ -598,10 +598,11 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     while turns > 0, let id = runnable.popFirst() {
       turns -= 1
       // A stream that ended since it was queued (cancelled, timed out) is simply dropped.
-      guard case .pulled(let stream) = inFlight[id]?.work else { continue }
+      guard let slot = inFlight.index(forKey: id), case .pulled(let stream) = inFlight.values[slot].work
+      else { continue }
       let (sent, end) = writer.appendTokens(requestID: id, limit: stream.tokensThisTurn) { stream.next() }
       if sent > 0 {
-        inFlight[id]?.tokensSent &+= UInt32(truncatingIfNeeded: sent)
+        inFlight.values[slot].tokensSent &+= UInt32(truncatingIfNeeded: sent)
         stream.slot.delivered(sent)
       }
       if case .failed(let failure) = end {
@@ -674,17 +675,14 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     var wrote = false
     for (id, token) in gate.takePending() {
       // Nothing to write if the stream was answered already (deadline, shutdown).
-      guard inFlight[id] != nil else { continue }
-      var next: String? = token
-      let (sent, end) = writer.appendTokens(requestID: id, limit: 1) {
-        defer { next = nil }
-        return next
-      }
-      if sent > 0 {
-        inFlight[id]?.tokensSent &+= 1
+      guard let slot = inFlight.index(forKey: id) else { continue }
+      do {
+        try writer.appendToken(token, requestID: id)
+        inFlight.values[slot].tokensSent &+= 1
         wrote = true
+      } catch {
+        refuseToken(of: id, error)
       }
-      if case .failed(let failure) = end { refuseToken(of: id, failure) }
     }
     if wrote { scheduleFlush() }
   }

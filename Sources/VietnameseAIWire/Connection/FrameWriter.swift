@@ -60,6 +60,18 @@ public struct FrameWriter {
     }
   }
 
+  /// Appends one `TOKEN` frame of request `requestID`: written in place when it goes out
+  /// uncompressed, through ``append(_:)`` when it is worth compressing or too large.
+  ///
+  /// - Throws: as ``append(_:)``; nothing is appended then.
+  public mutating func appendToken(_ token: String, requestID: UInt32) throws(WireError) {
+    let frame = WireFrame(requestID: requestID, message: .token(token))
+    let fits = maxPayloadSize.map { 4 + token.utf8.count <= $0 } ?? true
+    if fits && encoder.encodeDirect(frame, into: &pending) { return }
+    // The general path: a token worth compressing, or the refusal of one too large.
+    try append(frame)
+  }
+
   /// Appends up to `limit` `TOKEN` frames of request `requestID`, taking each token from
   /// `next`, which returns `nil` once it has no more.
   ///
@@ -74,15 +86,10 @@ public struct FrameWriter {
     var count = 0
     while count < limit {
       guard let token = next() else { return (count, .exhausted) }
-      let frame = WireFrame(requestID: requestID, message: .token(token))
-      let fits = maxPayloadSize.map { 4 + token.utf8.count <= $0 } ?? true
-      if !(fits && encoder.encodeDirect(frame, into: &pending)) {
-        // The general path: a token worth compressing, or the refusal of one too large.
-        do {
-          try append(frame)
-        } catch {
-          return (count, .failed(error))
-        }
+      do {
+        try appendToken(token, requestID: requestID)
+      } catch {
+        return (count, .failed(error))
       }
       count += 1
     }
