@@ -37,7 +37,7 @@ struct TicketTableTests {
           Issue.record("ticket \(key) not found")
           return
         }
-        table[index] += 1
+        table.update(at: index) { $0 += 1 }
         model[key]! += 1
         #expect(table[key] == model[key])
       default:

@@ -329,9 +329,12 @@ extension MayChuBatch {
         while batch.count < kichThuocBatch, let item = lanes[source].popFirst() {
           // One lookup per item: the ticket's index serves every access that follows.
           guard let slot = tickets.index(forKey: item.ticket) else { continue }  // tombstone
-          tickets[slot].queued -= 1
+          let deadline = tickets.update(at: slot) { ticket in
+            ticket.queued -= 1
+            return ticket.deadline
+          }
           liveQueued -= 1
-          if let deadline = tickets[slot].deadline, deadline <= now {
+          if let deadline, deadline <= now {
             fail(ticket: item.ticket, with: Self.deadlineError(), counter: \.deadlineExceeded, into: &actions)
             continue
           }

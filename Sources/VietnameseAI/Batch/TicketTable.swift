@@ -51,17 +51,22 @@ struct TicketTable<Value> {
   }
 
   subscript(index: Index) -> Value {
-    get {
-      switch index {
-      case .slot(let slot): values[slot]!
-      case .overflow(let index): overflow.values[index]
-      }
+    switch index {
+    case .slot(let slot): values[slot]!
+    case .overflow(let index): overflow.values[index]
     }
-    _modify {
-      switch index {
-      case .slot(let slot): yield &values[slot]!
-      case .overflow(let index): yield &overflow.values[index]
-      }
+  }
+
+  /// Runs `body` on the ticket at `index`, in place.
+  ///
+  /// A closure rather than a `_modify` accessor: the accessor's coroutine frame for a generic
+  /// value does not fit the caller's inline buffer, so every use of it allocated — once per
+  /// request on the batcher's dispatch path.
+  @inline(__always)
+  mutating func update<R>(at index: Index, _ body: (inout Value) -> R) -> R {
+    switch index {
+    case .slot(let slot): body(&values[slot]!)
+    case .overflow(let index): body(&overflow.values[index])
     }
   }
 
