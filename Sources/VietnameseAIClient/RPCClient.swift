@@ -191,15 +191,8 @@ public final class RPCClient: Sendable {
     } catch {
       return completion(.failure(error))
     }
-    let answer: CallTable.Call = .unary { outcome in
-      switch outcome {
-      case .success(.result(let output)): completion(.success(output))
-      case .success: completion(.failure(Self.unexpectedAnswer))
-      case .failure(let error): completion(.failure(error))
-      }
-    }
     let id: UInt32
-    switch calls.register(answer, deadline: deadline, grace: Self.deadlineGrace) {
+    switch calls.register(.result(completion), deadline: deadline, grace: Self.deadlineGrace) {
     case .success(let registered): id = registered
     case .failure(let refusal): return completion(.failure(refusal))
     }
@@ -336,7 +329,7 @@ public final class RPCClient: Sendable {
 
   // MARK: Internals
 
-  private static let unexpectedAnswer = RPCError(
+  static let unexpectedAnswer = RPCError(
     code: .protocolError,
     message: "the server answered with the wrong kind of frame"
   )

@@ -14,6 +14,10 @@ final class CallTable: Sendable {
   enum Call {
     /// Answered by one terminal message.
     case unary(@Sendable (Result<WireMessage, RPCError>) -> Void)
+    /// Answered by one `RESULT`, whose output goes to the caller as it is. The caller's own
+    /// completion, stored without a closure around it: a callback predict allocates nothing
+    /// here.
+    case result(@Sendable (Result<ByteBuffer, RPCError>) -> Void)
     /// Tokens, then `STREAM_END` or `ERROR`. The tokens go straight from the connection's
     /// handler to the buffer; the table sees the end only.
     case stream(TokenBuffer)
@@ -217,6 +221,12 @@ final class CallTable: Sendable {
     switch call {
     case .unary(let answer):
       answer(outcome)
+    case .result(let completion):
+      switch outcome {
+      case .success(.result(let output)): completion(.success(output))
+      case .success: completion(.failure(RPCClient.unexpectedAnswer))
+      case .failure(let error): completion(.failure(error))
+      }
     case .stream(let buffer):
       switch outcome {
       case .success(.streamEnd(let count)):
