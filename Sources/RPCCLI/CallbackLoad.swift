@@ -19,6 +19,16 @@ final class CallbackLoad {
   private let done: EventLoopPromise<BenchCommand.Tally>
   private var tally = BenchCommand.Tally()
   private var inFlight = 0
+  /// Per call slot (one per call kept in flight): when its current call began, and the
+  /// completion it hands the client, made once so that a call allocates no closure.
+  private var began: [NIODeadline] = []
+  private var completions: [Completion] = []
+
+  /// A completion in a struct: an array keeps a bare closure in its generic form, and taking
+  /// it out for the client would wrap it in a new closure, an allocation per call.
+  private struct Completion {
+    let call: @Sendable (Result<ByteBuffer, RPCError>) -> Void
+  }
 
   init(
     client: RPCClient,
@@ -45,31 +55,37 @@ final class CallbackLoad {
   ) async throws -> BenchCommand.Tally {
     try await client.eventLoop.flatSubmit {
       let load = make()
-      for _ in 0..<concurrency { load.startCall() }
+      load.makeSlots(concurrency)
+      for slot in 0..<concurrency { load.startCall(slot) }
       load.finishIfIdle()
       return load.done.futureResult
     }.get()
   }
 
-  private func startCall() {
-    guard shouldStart() else { return }
-    inFlight += 1
-    tally.issued += 1
-    let began = NIODeadline.now()
+  private func makeSlots(_ count: Int) {
     let bound = NIOLoopBound(self, eventLoop: client.eventLoop)
-    client.predict(model: model, input: payload, deadline: deadline) { result in
-      bound.value.answered(result, began: began)
+    began = Array(repeating: .now(), count: count)
+    completions = (0..<count).map { slot in
+      Completion { result in bound.value.answered(result, slot: slot) }
     }
   }
 
-  private func answered(_ result: Result<ByteBuffer, RPCError>, began: NIODeadline) {
+  private func startCall(_ slot: Int) {
+    guard shouldStart() else { return }
+    inFlight += 1
+    tally.issued += 1
+    began[slot] = .now()
+    client.predict(model: model, input: payload, deadline: deadline, completion: completions[slot].call)
+  }
+
+  private func answered(_ result: Result<ByteBuffer, RPCError>, slot: Int) {
     inFlight -= 1
     switch result {
     case .success:
-      _ = tally.latencies.record(UInt64(max(0, (NIODeadline.now() - began).nanoseconds / 1000)))
+      _ = tally.latencies.record(UInt64(max(0, (NIODeadline.now() - began[slot]).nanoseconds / 1000)))
       tally.ok += 1
       counters.done.add(1, ordering: .relaxed)
-      startCall()
+      startCall(slot)
     case .failure(let error):
       tally.errors[error.code.name, default: 0] += 1
       tally.lastError = "\(error)"
@@ -78,7 +94,7 @@ final class CallbackLoad {
       // rather than recursing. A closed connection fails every later call: stop.
       if error.code != .unavailable {
         let bound = NIOLoopBound(self, eventLoop: client.eventLoop)
-        client.eventLoop.execute { bound.value.startCall() }
+        client.eventLoop.execute { bound.value.startCall(slot) }
         return
       }
     }
@@ -86,6 +102,9 @@ final class CallbackLoad {
   }
 
   private func finishIfIdle() {
-    if inFlight == 0 { done.succeed(tally) }
+    guard inFlight == 0 else { return }
+    // The completions refer back to this object; letting them go ends the cycle.
+    completions = []
+    done.succeed(tally)
   }
 }
