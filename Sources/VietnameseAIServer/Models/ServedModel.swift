@@ -51,20 +51,32 @@ public final class ServedModel: Sendable {
   ///   - decode: Turns a request's bytes into an input; throws ``InputError`` (or any error)
   ///     for bytes the model cannot take.
   ///   - encode: Turns an output into the bytes of the answer.
-  public init<DauVao, KetQua>(
+  public convenience init<DauVao, KetQua>(
     name: String,
     batcher: MayChuBatch<DauVao, KetQua>,
     decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
     encode: @escaping @Sendable (KetQua) -> ByteBuffer
   ) {
+    self.init(name: name, batcher: batcher, decode: decode, encodeAll: { $0.map(encode) })
+  }
+
+  /// Serves `batcher`, encoding the outputs that are answered together (a batch's answers for
+  /// one connection, the outputs of a `BATCH_PREDICT`) in one call, which may write them into
+  /// one buffer.
+  init<DauVao, KetQua>(
+    name: String,
+    batcher: MayChuBatch<DauVao, KetQua>,
+    decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
+    encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer]
+  ) {
     self.name = name
     self.submitBatch = { items, deadline, completion in
       let inputs = try items.map(decode)
-      return batcher.submitBatch(inputs, deadline: deadline) { completion($0.map { $0.map(encode) }) }
+      return batcher.submitBatch(inputs, deadline: deadline) { completion($0.map(encodeAll)) }
     }
     self.makeSink = { lane, executor, receive in
       let sink = BatchSink<KetQua>(lane: lane, executor: executor) { outcomes in
-        receive(outcomes.map { ($0.tag, $0.result.map(encode)) })
+        receive(Self.answers(outcomes, encodeAll))
       }
       return Sink { requests in
         var outcomes: [Result<UInt64, any Error>] = []
@@ -106,7 +118,9 @@ public final class ServedModel: Sendable {
         else { throw InputError("model \(name) takes UTF-8 text; the input is not valid UTF-8") }
         return text
       },
-      encode: { ByteBuffer(string: $0) }
+      encodeAll: { outputs in
+        inOneBuffer(outputs, size: { $0.utf8.count }, write: { $1.writeString($0) })
+      }
     )
   }
 
@@ -116,7 +130,54 @@ public final class ServedModel: Sendable {
       name: name,
       batcher: batcher,
       decode: { Array($0.readableBytesView) },
-      encode: { ByteBuffer(bytes: $0) }
+      encodeAll: { outputs in
+        inOneBuffer(outputs, size: { $0.count }, write: { $1.writeBytes($0) })
+      }
     )
+  }
+
+  /// The answers to a batch's outcomes for one connection: the outputs encoded together,
+  /// the errors as they are.
+  package static func answers<KetQua>(
+    _ outcomes: [BatchSink<KetQua>.Outcome],
+    _ encodeAll: ([KetQua]) -> [ByteBuffer]
+  ) -> [(tag: UInt32, result: Result<ByteBuffer, any Error>)] {
+    var outputs: [KetQua] = []
+    outputs.reserveCapacity(outcomes.count)
+    for outcome in outcomes {
+      if case .success(let output) = outcome.result { outputs.append(output) }
+    }
+    var encoded = encodeAll(outputs).makeIterator()
+    return outcomes.map { outcome in
+      (outcome.tag, outcome.result.map { _ in encoded.next()! })
+    }
+  }
+
+  /// Writes `outputs` one after another into one buffer and returns a slice of it for each.
+  ///
+  /// One allocation for all of them, where a buffer per output costs two (NIO's storage
+  /// object and its bytes) per answer. The slices are copied into the connection's outgoing
+  /// frames straight away, so the shared buffer lives no longer than separate ones would.
+  /// `size` is what `write` will write, used to allocate the buffer once.
+  package static func inOneBuffer<KetQua>(
+    _ outputs: [KetQua],
+    size: (KetQua) -> Int,
+    write: (KetQua, inout ByteBuffer) -> Void
+  ) -> [ByteBuffer] {
+    var total = 0
+    for output in outputs { total += size(output) }
+    var bytes = ByteBufferAllocator().buffer(capacity: total)
+    var ends: [Int] = []
+    ends.reserveCapacity(outputs.count)
+    for output in outputs {
+      write(output, &bytes)
+      ends.append(bytes.writerIndex)
+    }
+    // Sliced only once everything is written: a write after a slice would copy the storage.
+    var start = bytes.readerIndex
+    return ends.map { end in
+      defer { start = end }
+      return bytes.getSlice(at: start, length: end - start)!
+    }
   }
 }

@@ -1,0 +1,46 @@
+import NIOCore
+import Testing
+import VietnameseAI
+import VietnameseAIServer
+
+/// The answers of one delivery share one buffer; each must still be exactly its own output.
+@Suite("Answers encoded together")
+struct AnswerEncodingTests {
+  struct Refused: Error {}
+
+  @Test("each answer is its own output's bytes, in order, errors in their places")
+  func mixedOutcomes() throws {
+    let outcomes: [(tag: UInt32, result: Result<String, any Error>)] = [
+      (7, .success("một")),
+      (8, .failure(Refused())),
+      (9, .success("")),
+      (10, .success(String(repeating: "hai ", count: 300))),
+      (11, .failure(Refused())),
+      (12, .success("ba")),
+    ]
+    let answers = ServedModel.answers(outcomes) { outputs in
+      ServedModel.inOneBuffer(outputs, size: { $0.utf8.count }, write: { $1.writeString($0) })
+    }
+    #expect(answers.map(\.tag) == outcomes.map(\.tag))
+    for (answer, outcome) in zip(answers, outcomes) {
+      switch (answer.result, outcome.result) {
+      case (.success(let bytes), .success(let output)):
+        #expect(String(buffer: bytes) == output)
+      case (.failure(let error), .failure):
+        #expect(error is Refused)
+      default:
+        Issue.record("answer \(answer.tag) does not match its outcome")
+      }
+    }
+  }
+
+  @Test("no outputs, or only errors, encode to nothing")
+  func nothingToEncode() {
+    #expect(ServedModel.inOneBuffer([[UInt8]](), size: { $0.count }, write: { $1.writeBytes($0) }).isEmpty)
+    let failures: [(tag: UInt32, result: Result<[UInt8], any Error>)] = [(1, .failure(Refused()))]
+    let answers = ServedModel.answers(failures) { outputs in
+      ServedModel.inOneBuffer(outputs, size: { $0.count }, write: { $1.writeBytes($0) })
+    }
+    #expect(answers.count == 1)
+  }
+}
