@@ -35,6 +35,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEERS = os.path.join(ROOT, "tools", "peers")
 
 SERVER_FLAGS = ["--rate-limit", "100000000", "--batch-timeout", "0", "--token-interval", "0"]
+# The seed's default is one batch worker per model; its own example runs two, one per core here.
+TWO_WORKER_FLAGS = SERVER_FLAGS + ["--workers", "2"]
 BATCH_SERVER_FLAGS = ["--rate-limit", "100000000", "--batch-size", "32", "--batch-timeout", "0.1",
                       "--sim-batch-cost", "0.005", "--sim-item-cost", "0.00005", "--max-queue", "1000"]
 
@@ -146,6 +148,8 @@ def main():
         processes.append(grpc_proc)
         batch_proc, _, batch_port = live_client.spawn([server_bin, "--port", "0"] + BATCH_SERVER_FLAGS)
         processes.append(batch_proc)
+        two_proc, _, two_port = live_client.spawn([server_bin, "--port", "0"] + TWO_WORKER_FLAGS)
+        processes.append(two_proc)
 
         def system_command(system, flags):
             common = ["--duration", str(args.duration), "--json", "--quiet"]
@@ -153,6 +157,8 @@ def main():
                 return [cli, "bench", "--port", str(our_port)] + flags + common
             if system == "ours-cb":
                 return [cli, "bench", "--port", str(our_port), "--api", "callback"] + flags + common
+            if system == "ours-cb-2w":
+                return [cli, "bench", "--port", str(two_port), "--api", "callback"] + flags + common
             if system == "nio":
                 return [os.path.join(echo, "nio-echo"), "bench", "--port", str(echo_port)] + flags + common
             return [os.path.join(grpc, "grpc-peer"), "bench", "--port", str(grpc_port)] + flags + common
@@ -163,7 +169,8 @@ def main():
         for name, flags in CONFIGS:
             if args.only and args.only not in name:
                 continue
-            systems = ("ours", "ours-cb", "nio", "grpc") if "--mode predict" in " ".join(flags) else ("ours", "nio", "grpc")
+            predict = "--mode predict" in " ".join(flags)
+            systems = ("ours", "ours-cb", "ours-cb-2w", "nio", "grpc") if predict else ("ours", "nio", "grpc")
             results = {system: [] for system in systems}
             for round_index in range(args.rounds):
                 for system in systems:
@@ -302,13 +309,17 @@ def write_report(args, rows, batching, idle, commands, rss, micro=None):
     add("- **ours**: `rpc-server %s` loaded by `rpc-cli bench` (the Swift client SDK with a 30 s "
         "deadline on every call). *async client*: a Swift task per call slot awaiting `RPCClient.predict`; "
         "*callback client*: `--api callback`, the SDK's completion API driven from each connection's event "
-        "loop, which is how the bare-NIO load client works. Ratios use the better of the two." % " ".join(SERVER_FLAGS))
+        "loop, which is how the bare-NIO load client works. Ratios use the better of the two. *2 workers*: the "
+        "callback client against `rpc-server %s`, two batch workers instead of the seed's default one "
+        "(the seed's own example uses two); reported beside the default, never in its place." % (
+            " ".join(SERVER_FLAGS), " ".join(TWO_WORKER_FLAGS)))
     add("- **bare NIO**: `tools/peers/nio-echo`, length-prefixed frames with request ids, server and load client "
         "written directly on NIO channel handlers (no Swift tasks): the ceiling for this stack.")
     add("- **gRPC**: `tools/peers/grpc`, grpc-swift 2 over its HTTP/2 NIO transport, async/await client.")
     add("")
-    add("| workload | ours (async client) | ours (callback client) | bare NIO | gRPC | ours / NIO | ours / gRPC | target |")
-    add("|---|---|---|---|---|---|---|---|")
+    add("| workload | ours (async client) | ours (callback client) | bare NIO | gRPC | ours / NIO | ours / gRPC | target "
+        "| ours, 2 workers | 2 workers / NIO |")
+    add("|---|---|---|---|---|---|---|---|---|---|")
     targets = {
         "predict-1x1-64B": "p50 ≤ 2× NIO",
         "predict-8x16-64B": "≥ 50% NIO, ≥ 10× gRPC; p99 ≤ 3× NIO",
@@ -326,26 +337,32 @@ def write_report(args, rows, batching, idle, commands, rss, micro=None):
         if name.startswith("stream"):
             key = "tokens_per_second"
             ov, nv, gv = median(o, key), median(n, key), median(g, key)
-            add("| %s, tokens/s | %.0f | | %.0f | %.0f | %.2f | %.1f× | %s |" % (name, ov, nv, gv, ov / nv, ov / gv, targets[name]))
+            add("| %s, tokens/s | %.0f | | %.0f | %.0f | %.2f | %.1f× | %s | | |" % (
+                name, ov, nv, gv, ov / nv, ov / gv, targets[name]))
             continue
         key = "calls_per_second"
         ov, nv, gv = median(o, key), median(n, key), median(g, key)
         cv = median(c, key) if c else None
+        w = results.get("ours-cb-2w")
+        wv = median(w, key) if w else None
         rn, rg = ratios(ov, cv, nv, gv, False)
-        add("| %s, calls/s | %.0f | %s | %.0f | %.0f | %.2f | %.1f× | %s |" % (
-            name, ov, "%.0f" % cv if cv is not None else "", nv, gv, rn, rg, targets[name]))
+        add("| %s, calls/s | %.0f | %s | %.0f | %.0f | %.2f | %.1f× | %s | %s | %s |" % (
+            name, ov, "%.0f" % cv if cv is not None else "", nv, gv, rn, rg, targets[name],
+            "%.0f" % wv if wv is not None else "", "%.2f" % (wv / nv) if wv is not None else ""))
         for p in ("p50", "p99"):
             ov, nv, gv = median(o, "latency_us", p), median(n, "latency_us", p), median(g, "latency_us", p)
             cv = median(c, "latency_us", p) if c else None
+            wv = median(w, "latency_us", p) if w else None
             rn, rg = ratios(ov, cv, nv, gv, True)
-            add("| %s, %s µs | %d | %s | %d | %d | %.2f× | %.2f× | |" % (
-                name, p, ov, "%d" % cv if cv is not None else "", nv, gv, rn, rg))
+            add("| %s, %s µs | %d | %s | %d | %d | %.2f× | %.2f× | | %s | %s |" % (
+                name, p, ov, "%d" % cv if cv is not None else "", nv, gv, rn, rg,
+                "%d" % wv if wv is not None else "", "%.2f×" % (wv / nv) if wv is not None else ""))
     if batching:
         rate = statistics.median(r["calls_per_second"] for r in batching)
         mean = statistics.median(r["mean_batch"] for r in batching)
         ideal = 32 / 0.0066
         add("| batching-sim-256 (sim 5 ms + 50 µs/item, batch 32, 8×32 callers), calls/s | %.0f | | | | "
-            "%.0f%% of ideal %.0f | mean batch %.1f | ≥ 90%%, mean batch ≥ 30 |" % (rate, 100 * rate / ideal, ideal, mean))
+            "%.0f%% of ideal %.0f | mean batch %.1f | ≥ 90%%, mean batch ≥ 30 | | |" % (rate, 100 * rate / ideal, ideal, mean))
     add("")
     if idle:
         count, before, during = idle
@@ -361,6 +378,7 @@ def write_report(args, rows, batching, idle, commands, rss, micro=None):
     add("```")
     add("# servers")
     add("rpc-server --port 0 " + " ".join(SERVER_FLAGS))
+    add("rpc-server --port 0 " + " ".join(TWO_WORKER_FLAGS) + "   # 2 workers")
     add("rpc-server --port 0 " + " ".join(BATCH_SERVER_FLAGS) + "   # batching-sim-256")
     add("nio-echo serve --port 0")
     add("grpc-peer serve --port 0")
