@@ -174,7 +174,7 @@ public final class BoGioiHanTocDo: Sendable {
   /// Forgets `clientID`: its next request starts from a full allowance.
   public func reset(_ clientID: String) {
     let key = ClientKey(clientID)
-    shard(for: key).state.withLock { shard in
+    withShard(for: key) { shard in
       _ = shard.buckets.remove(key: key.id, hash: key.hash)
       _ = shard.windows.remove(key: key.id, hash: key.hash)
     }
@@ -224,7 +224,7 @@ public final class BoGioiHanTocDo: Sendable {
   /// Sliding-window entries stored for a client (live and not yet reclaimed), for tests.
   package func trackedEntries(_ clientID: String) -> (live: Int, stored: Int) {
     let key = ClientKey(clientID)
-    return shard(for: key).state.withLock { shard in
+    return withShard(for: key) { shard in
       shard.windows.value(key: key.id, hash: key.hash)?.trackedSlots ?? (0, 0)
     }
   }
@@ -261,9 +261,20 @@ public final class BoGioiHanTocDo: Sendable {
     private let padding: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (0, 0, 0, 0, 0, 0, 0, 0)
   }
 
+  /// Runs `body` on the state of `key`'s shard, under the shard's lock.
+  ///
+  /// The shard is borrowed without a retain: the limiter holds every shard for its whole
+  /// life. A retain and a release are two more atomic writes to the shard's first cache line,
+  /// the one its lock is on, on every decision; with two cores deciding, that line is the one
+  /// they pass back and forth.
   @inline(__always)
-  private func shard(for key: ClientKey) -> Shard {
-    shards[Int(truncatingIfNeeded: UInt(bitPattern: key.hash) &>> 7) & (Self.shardCount - 1)]
+  private func withShard<R: Sendable>(for key: ClientKey, _ body: (inout ShardState) -> R) -> R {
+    let index = Int(truncatingIfNeeded: UInt(bitPattern: key.hash) &>> 7) & (Self.shardCount - 1)
+    return withExtendedLifetime(self) {
+      Unmanaged.passUnretained(shards[index])._withUnsafeGuaranteedRef { shard in
+        shard.state.withLock { state in body(&state) }
+      }
+    }
   }
 
   /// `read` of `clientID`'s allowance as of `now`, without changing the stored one.
@@ -277,7 +288,7 @@ public final class BoGioiHanTocDo: Sendable {
     let key = ClientKey(clientID)
     let now = clock.nowNanoseconds()
     let limits = self.limits
-    return shard(for: key).state.withLock { shard in
+    return withShard(for: key) { shard in
       var client = A.withTable(in: &shard) { $0.value(key: key.id, hash: key.hash) } ?? A(now: now, limits)
       client.advance(to: now, limits)
       return read(client, now, limits)
@@ -331,7 +342,7 @@ public final class BoGioiHanTocDo: Sendable {
     let key = ClientKey(clientID)
     let now = clock.nowNanoseconds()
     let limits = self.limits
-    return shard(for: key).state.withLock { shard in
+    return withShard(for: key) { shard in
       // One table lookup, which inserts a new client and mutates in place.
       let outcome = A.withTable(in: &shard) { table in
         table.update(key: key.id, hash: key.hash, default: A(now: now, limits)) { client in
