@@ -344,12 +344,14 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   private func perform(_ actions: State.Actions) {
     if actions.isEmpty { return }
     for task in actions.cancelTasks { task.cancel() }
-    for resumption in actions.resumptions { resumption.resume() }
-    for (sink, outcomes) in actions.sinkOutcomes { sink.deliver(outcomes) }
+    // New batches start before the answers are handed out: a batch for another event loop's
+    // lane then runs there while this thread answers, rather than after it.
     for (id, batch, executor) in actions.batches {
       let task = Task(executorPreference: executor) { await self.run(batch, id: id) }
       if let unwanted = state.withLock({ $0.attach(batchTask: task, id: id) }) { unwanted.cancel() }
     }
+    for resumption in actions.resumptions { resumption.resume() }
+    for (sink, outcomes) in actions.sinkOutcomes { sink.deliver(outcomes) }
     if let (due, generation) = actions.armTimer {
       let timer = Task { [clock] in
         guard (try? await clock.sleep(untilNanoseconds: due)) != nil else { return }
