@@ -7,6 +7,7 @@ import ServiceLifecycle
 import UnixSignals
 import VietnameseAI
 import VietnameseAIServer
+import VietnameseAIWire
 
 /// `rpc-server`: serves the built-in models over the binary protocol.
 ///
@@ -127,6 +128,7 @@ struct RPCServerCommand: AsyncParsableCommand {
   var poolExecutor = false
 
   func run() async throws {
+    MallocTuning.keepFreedMemoryForReuse()
     if !poolExecutor {
       NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
