@@ -88,7 +88,6 @@ let package = Package(
       dependencies: [
         "VietnameseAI",
         "VietnameseAIServer",
-        "VietnameseAIWire",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -7,7 +7,6 @@ import ServiceLifecycle
 import UnixSignals
 import VietnameseAI
 import VietnameseAIServer
-import VietnameseAIWire
 
 /// `rpc-server`: serves the built-in models over the binary protocol.
 ///
