@@ -270,10 +270,8 @@ public final class BoGioiHanTocDo: Sendable {
   @inline(__always)
   private func withShard<R: Sendable>(for key: ClientKey, _ body: (inout ShardState) -> R) -> R {
     let index = Int(truncatingIfNeeded: UInt(bitPattern: key.hash) &>> 7) & (Self.shardCount - 1)
-    return withExtendedLifetime(self) {
-      Unmanaged.passUnretained(shards[index])._withUnsafeGuaranteedRef { shard in
-        shard.state.withLock { state in body(&state) }
-      }
+    return Unmanaged.passUnretained(shards[index])._withUnsafeGuaranteedRef { shard in
+      shard.state.withLock { state in body(&state) }
     }
   }
 

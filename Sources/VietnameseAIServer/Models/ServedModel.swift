@@ -164,6 +164,8 @@ public final class ServedModel: Sendable {
     size: (KetQua) -> Int,
     write: (KetQua, inout ByteBuffer) -> Void
   ) -> [ByteBuffer] {
+    // A delivery of errors only has nothing to write, and needs no buffer.
+    if outputs.isEmpty { return [] }
     var total = 0
     for output in outputs { total += size(output) }
     var bytes = ByteBufferAllocator().buffer(capacity: total)
