@@ -129,7 +129,9 @@ public final class ServedModel: Sendable {
     ServedModel(
       name: name,
       batcher: batcher,
-      decode: { Array($0.readableBytesView) },
+      // One copy of the bytes; the sequence initializer over `readableBytesView` copies
+      // element by element.
+      decode: { $0.getBytes(at: $0.readerIndex, length: $0.readableBytes) ?? [] },
       encodeAll: { outputs in
         inOneBuffer(outputs, size: { $0.count }, write: { $1.writeBytes($0) })
       }
