@@ -70,7 +70,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
         case .refused(let error):
           flushRun()
           let id = error.requestID ?? 0
-          streams.removeValue(forKey: id)
+          forgetStream(id)
           calls.complete(id, with: .failure(RPCError(error)))
         }
       }
@@ -124,12 +124,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       // Only a compressed token comes this way.
       streams[id]?.append(contentsOf: [token])
     case .result, .batchResult, .streamEnd, .stats:
-      streams.removeValue(forKey: id)
+      forgetStream(id)
       calls.complete(id, with: .success(frame.message))
     case .error(let info) where id == 0:
       fail(RPCError(info))
     case .error(let info):
-      streams.removeValue(forKey: id)
+      forgetStream(id)
       calls.complete(id, with: .failure(RPCError(info)))
     case .goAway:
       calls.goAway()
@@ -141,6 +141,12 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       // The decoder refuses client-to-server types from a server.
       fail(RPCError(code: .protocolError, message: "the server sent \(frame.message.type.name)"))
     }
+  }
+
+  /// Drops the buffer of stream `id`, if `id` is a stream. Every answer ends its call, and
+  /// most are not streams: with none open, that costs no hashing.
+  private func forgetStream(_ id: UInt32) {
+    if !streams.isEmpty { streams.removeValue(forKey: id) }
   }
 
   /// A connection error: every call fails with it and the connection closes.
@@ -164,7 +170,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     do {
       try writer.append(frame)
     } catch {
-      streams.removeValue(forKey: frame.requestID)
+      forgetStream(frame.requestID)
       calls.complete(frame.requestID, with: .failure(RPCError(error)))
       return
     }
