@@ -80,7 +80,7 @@ public final class RPCClient: Sendable {
     maxFrameSize: Int = 4 * 1024 * 1024,
     compressionThreshold: Int = 1024
   ) async throws -> RPCClient {
-    let calls = CallTable()
+    let calls = CallTable(grace: Self.deadlineGrace)
     let group = MultiThreadedEventLoopGroup.singleton
     let loop = group.next()
     let welcomePromise = loop.makePromise(of: WireMessage.Welcome.self)
@@ -192,7 +192,7 @@ public final class RPCClient: Sendable {
       return completion(.failure(error))
     }
     let id: UInt32
-    switch calls.register(.result(completion), deadline: deadline, grace: Self.deadlineGrace) {
+    switch calls.register(.result(completion), deadline: deadline) {
     case .success(let registered): id = registered
     case .failure(let refusal): return completion(.failure(refusal))
     }
@@ -283,7 +283,7 @@ public final class RPCClient: Sendable {
       buffer.finish(.failure(error))
       return tokens
     }
-    if let refusal = calls.register(id, .stream(buffer), deadline: deadline, grace: Self.deadlineGrace) {
+    if let refusal = calls.register(id, .stream(buffer), deadline: deadline) {
       buffer.finish(.failure(refusal))
       return tokens
     }
@@ -364,7 +364,7 @@ public final class RPCClient: Sendable {
       try await withCheckedThrowingContinuation {
         (continuation: CheckedContinuation<WireMessage, any Error>) in
         let answer: CallTable.Call = .unary({ continuation.resume(with: $0.mapError { $0 }) })
-        if let refusal = calls.register(id, answer, deadline: deadline, grace: Self.deadlineGrace) {
+        if let refusal = calls.register(id, answer, deadline: deadline) {
           continuation.resume(throwing: refusal)
           return
         }

@@ -116,4 +116,43 @@ struct CallTableTests {
     table.complete(old, with: .success(.result(ByteBuffer())))
     #expect(answers.counts.withLock { $0 } == [1: 1, 2: 10_000])
   }
+  @Test("a call with a deadline is given up deadline + grace after the first sweep that sees it")
+  func expiryCountsFromTheFirstSweep() {
+    let table = CallTable(grace: .milliseconds(500))
+    // Each call's answers: the error's code, or `nil` for a result.
+    let outcomes = Locked([UInt32: [RPCError.Code?]]())
+    func register(deadline: Duration?) -> UInt32 {
+      let tag = Answers.Tag()
+      let call = CallTable.Call.unary { result in
+        let code: RPCError.Code? =
+          switch result {
+          case .success: nil
+          case .failure(let error): error.code
+          }
+        outcomes.withLock { $0[tag.id.load(ordering: .relaxed), default: []].append(code) }
+      }
+      guard case .success(let id) = table.register(call, deadline: deadline) else { return 0 }
+      tag.id.store(id, ordering: .relaxed)
+      return id
+    }
+    let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+    let first = register(deadline: .seconds(1))
+    let unbounded = register(deadline: nil)
+    #expect(table.expire(now: start).isEmpty)
+    // Registered after the first sweep: its countdown starts at the second.
+    let second = register(deadline: .seconds(1))
+    #expect(table.expire(now: start + .milliseconds(100)).isEmpty)
+    #expect(table.expire(now: start + .milliseconds(1_499)).isEmpty)
+    #expect(table.expire(now: start + .milliseconds(1_500)) == [first])
+    #expect(table.expire(now: start + .milliseconds(1_599)).isEmpty)
+    #expect(table.expire(now: start + .milliseconds(1_600)) == [second])
+    #expect(table.expire(now: start + .seconds(3_600)).isEmpty)
+    // The server's late answers find the given-up calls ended; the unbounded call still waits.
+    table.complete(first, with: .success(.result(ByteBuffer())))
+    table.complete(second, with: .success(.result(ByteBuffer())))
+    table.complete(unbounded, with: .success(.result(ByteBuffer())))
+    #expect(
+      outcomes.withLock { $0 } == [first: [.deadlineExceeded], second: [.deadlineExceeded], unbounded: [nil]]
+    )
+  }
 }

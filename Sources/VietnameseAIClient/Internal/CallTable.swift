@@ -27,9 +27,10 @@ final class CallTable: Sendable {
     let id: UInt32
     /// `nil` while the id is reserved and its call not yet registered.
     var call: Call?
-    /// When the client stops waiting for the server: the call's deadline plus a grace.
-    var givesUpAt: NIODeadline?
     var deadline: Duration?
+    /// When the client stops waiting for the server: the call's deadline plus the table's
+    /// grace, counted from the first sweep after the call began (see ``expire(now:)``).
+    var givesUpAt: NIODeadline?
     /// Ended on the caller's side; the id stays taken until the server's terminal frame.
     var abandoned = false
 
@@ -72,13 +73,19 @@ final class CallTable: Sendable {
   }
 
   private let state = Locked(State())
+  /// How long after a call's deadline the client stops waiting for the server's own answer.
+  private let grace: Duration
+
+  init(grace: Duration = .seconds(1)) {
+    self.grace = grace
+  }
 
   /// Sets the server's limit on requests in flight, from `WELCOME`.
   func setLimit(_ limit: Int) {
     state.withLock { $0.limit = limit }
   }
 
-  /// Takes an id for a call to be registered with ``register(_:_:deadline:grace:)``, for a
+  /// Takes an id for a call to be registered with ``register(_:_:deadline:)``, for a
   /// caller that needs the id first (to cancel by it).
   func reserve() -> UInt32 {
     state.withLock { state in
@@ -89,28 +96,25 @@ final class CallTable: Sendable {
   }
 
   /// Adds a call under a new id, or says why it cannot start. A call with a `deadline` is
-  /// given up `grace` after it by ``expire(now:)`` if the server has not answered by then.
-  func register(_ call: Call, deadline: Duration? = nil, grace: Duration = .zero) -> Result<UInt32, RPCError>
-  {
-    let givesUpAt = deadline.map { NIODeadline.now() + TimeAmount($0 + grace) }
-    return state.withLock { state in
+  /// given up by ``expire(now:)`` if the server has not answered by then.
+  func register(_ call: Call, deadline: Duration? = nil) -> Result<UInt32, RPCError> {
+    state.withLock { state in
       if let refusal = state.refusal() { return .failure(refusal) }
       let id = state.takeID()
-      state.slots.insert(Entry(id: id, call: call, givesUpAt: givesUpAt, deadline: deadline))
+      state.slots.insert(Entry(id: id, call: call, deadline: deadline))
       return .success(id)
     }
   }
 
   /// Registers the call of an id from ``reserve()``, or says why it cannot start; the id is
   /// free again then.
-  func register(_ id: UInt32, _ call: Call, deadline: Duration? = nil, grace: Duration = .zero) -> RPCError? {
-    let givesUpAt = deadline.map { NIODeadline.now() + TimeAmount($0 + grace) }
-    return state.withLock { state -> RPCError? in
+  func register(_ id: UInt32, _ call: Call, deadline: Duration? = nil) -> RPCError? {
+    state.withLock { state -> RPCError? in
       guard let slot = state.slots.index(of: id) else { return state.closed ?? .cancelledByCaller }
       // The reservation itself counts against the limit.
       state.slots.remove(at: slot)
       if let refusal = state.refusal() { return refusal }
-      state.slots.insert(Entry(id: id, call: call, givesUpAt: givesUpAt, deadline: deadline))
+      state.slots.insert(Entry(id: id, call: call, deadline: deadline))
       return nil
     }
   }
@@ -132,14 +136,25 @@ final class CallTable: Sendable {
   /// timer for each of 100k calls a second costs more than the calls' own bookkeeping, and
   /// this deadline is only a fallback for a server that does not answer.
   ///
+  /// For the same reason, a call reads no clock when it starts: the first sweep that sees it
+  /// starts its countdown from that sweep's `now`. A call is so given up at least
+  /// `deadline + grace` after it began and at most one sweep interval later than that; the
+  /// grace is far longer than the interval, and the server enforces the deadline itself.
+  ///
   /// - Returns: The ids given up, for the caller to send `CANCEL`.
   func expire(now: NIODeadline) -> [UInt32] {
+    let grace = self.grace
     let expired = state.withLock { state -> [Entry] in
       // An idle connection's sweep looks at no slot.
       guard state.slots.count > 0 else { return [] }
       var due: [Entry] = []
       for slot in state.slots.waiting() {
-        guard let givesUpAt = state.slots[slot].givesUpAt, givesUpAt <= now else { continue }
+        guard let deadline = state.slots[slot].deadline else { continue }
+        guard let givesUpAt = state.slots[slot].givesUpAt else {
+          state.slots[slot].givesUpAt = now + TimeAmount(deadline + grace)
+          continue
+        }
+        guard givesUpAt <= now else { continue }
         state.slots[slot].abandoned = true
         due.append(state.slots[slot])
       }
