@@ -93,6 +93,8 @@ struct BenchCommand: AsyncParsableCommand {
     let issued = Atomic<Int>(0)
     let done = Atomic<Int>(0)
     let failed = Atomic<Int>(0)
+    /// Set when a timed run's time is up: no call starts after it.
+    let stopped = Atomic<Bool>(false)
   }
 
   /// What one worker saw.
@@ -160,9 +162,18 @@ struct BenchCommand: AsyncParsableCommand {
         }
       }
 
+    // A timed run ends by a flag that one timer sets: a clock read per call would be a
+    // noticeable part of what the client spends on a call.
+    let stopper =
+      limit != nil
+      ? nil
+      : Task {
+        try? await Task.sleep(until: end, clock: clock)
+        counters.stopped.store(true, ordering: .relaxed)
+      }
     let shouldStart: @Sendable () -> Bool = {
       if let limit { return counters.issued.add(1, ordering: .relaxed).newValue <= limit }
-      return clock.now < end
+      return !counters.stopped.load(ordering: .relaxed)
     }
     let tally = await withTaskGroup(of: Tally.self) { group in
       if api == .callback {
@@ -198,11 +209,7 @@ struct BenchCommand: AsyncParsableCommand {
           group.addTask(executorPreference: client.taskExecutor) {
             var tally = Tally()
             while true {
-              if let limit {
-                if counters.issued.add(1, ordering: .relaxed).newValue > limit { break }
-              } else if clock.now >= end {
-                break
-              }
+              guard shouldStart() else { break }
               let began = clock.now
               tally.issued += 1
               do {
@@ -240,6 +247,7 @@ struct BenchCommand: AsyncParsableCommand {
       return total
     }
     let elapsed = (clock.now - start).seconds
+    stopper?.cancel()
     progress?.cancel()
     if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
     for client in clients { await client.close() }
