@@ -455,7 +455,7 @@ extension MayChuBatch {
     private mutating func deliver(_ output: KetQua, to item: Item, now: Int64, into actions: inout Actions) {
       guard let slot = tickets.index(forKey: item.ticket) else { return }  // answered already
       let ticket = tickets[slot]
-      latency.record(.nanoseconds(now - item.arrival))
+      latency.record(nanoseconds: now - item.arrival)
       completed += 1
       switch ticket.waiter {
       case .single(let continuation):

@@ -403,7 +403,7 @@ public final class MayChuStream: Sendable {
   }
 
   private func recordFirstToken(after nanoseconds: Int64) {
-    state.withLock { $0.ttft.record(.nanoseconds(nanoseconds)) }
+    state.withLock { $0.ttft.record(nanoseconds: nanoseconds) }
   }
 
   /// How a session ended, for the statistics.
