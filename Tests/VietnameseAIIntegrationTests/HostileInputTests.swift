@@ -162,6 +162,39 @@ struct HostileInputTests {
     }
   }
 
+  @Test("inputs a model refuses, among good ones in one read, are answered each on its own id")
+  func refusedInputsAmongGoodOnes() async throws {
+    try await TestServer.with { server in
+      let connection = try await RawConnection.connected(port: server.port)
+      // `sim` takes UTF-8 text; 0xC3 0x28 is not.
+      let inputs: [(id: UInt32, bytes: [UInt8])] = [
+        (1, Array("một".utf8)), (2, [0xC3, 0x28]), (3, [0xFF]), (4, Array("hai".utf8)),
+        (5, [0xC3, 0x28]), (6, Array("ba".utf8)),
+      ]
+      var read = EncodedFrames()
+      for (id, bytes) in inputs {
+        let predict = WireMessage.Predict(deadlineMilliseconds: 0, model: "sim", input: ByteBuffer(bytes: bytes))
+        try read.append(WireFrame(requestID: id, message: .predict(predict)))
+      }
+      try await connection.send(read.bytes)
+      // The frames so far include the handshake's WELCOME, on id 0.
+      let frames = try await connection.frames(count: inputs.count + 1).filter { $0.requestID != 0 }
+      let answers = Dictionary(frames.map { ($0.requestID, $0.message) }, uniquingKeysWith: { first, _ in first })
+      #expect(answers.count == inputs.count, "\(answers)")
+      #expect(answers[1] == .result(ByteBuffer(string: "MỘT")))
+      #expect(answers[4] == .result(ByteBuffer(string: "HAI")))
+      #expect(answers[6] == .result(ByteBuffer(string: "BA")))
+      for id: UInt32 in [2, 3, 5] {
+        guard case .error(let info) = answers[id] else {
+          Issue.record("request \(id) got \(String(describing: answers[id]))")
+          continue
+        }
+        #expect(info.code == .invalidArgument)
+      }
+      try await connection.expectAlive()
+    }
+  }
+
   @Test("a flood of CANCELs for ids never used is ignored and the connection goes on")
   func cancelFlood() async throws {
     try await TestServer.with { server in

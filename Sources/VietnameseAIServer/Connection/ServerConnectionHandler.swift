@@ -397,18 +397,19 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       return
     }
     guard let sink = sink(for: model) else { return }
-    let requests = predicts.map {
-      (input: $0.request.input, deadline: Self.deadline($0.request.deadlineMilliseconds), tag: $0.id)
-    }
-    let outcomes = intoCore { sink.submitAll(requests) }
-    for (request, outcome) in zip(requests, outcomes) {
-      switch outcome {
-      case .success(let ticket):
-        inFlight[request.tag] = InFlight(work: .batch(model, ticket: ticket))
-      case .failure(let error):
+    let submitted = intoCore { sink.submitAll(predicts) }
+    // The accepted predicts took the tickets in order.
+    var tickets = submitted.tickets.makeIterator()
+    var refused = submitted.refused.makeIterator()
+    var nextRefused = refused.next()
+    for (position, (id, _)) in predicts.enumerated() {
+      if let (refusedAt, error) = nextRefused, refusedAt == position {
         // The input was refused before it reached the queue.
-        inFlight[request.tag] = nil
-        send(.error(ServerCore.errorInfo(for: error)), id: request.tag)
+        nextRefused = refused.next()
+        inFlight[id] = nil
+        send(.error(ServerCore.errorInfo(for: error)), id: id)
+      } else if let ticket = tickets.next() {
+        inFlight[id] = InFlight(work: .batch(model, ticket: ticket))
       }
     }
   }
@@ -435,7 +436,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   }
 
   private func batchPredict(_ request: WireMessage.BatchPredict, id: UInt32) {
-    let deadline = Self.deadline(request.deadlineMilliseconds)
+    let deadline = WireProtocol.deadline(milliseconds: request.deadlineMilliseconds)
     enqueue(id: id, model: request.model, answer: WireMessage.batchResult) { model, completion in
       try model.submitBatch(request.inputs, deadline, completion)
     }
@@ -755,10 +756,6 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
       stream.stop()
       stream.slot.finish(.failure(CancellationError()))
     }
-  }
-
-  private static func deadline(_ milliseconds: UInt32) -> Duration? {
-    milliseconds == 0 ? nil : .milliseconds(Int64(milliseconds))
   }
 
   // MARK: Shutdown

@@ -29,11 +29,20 @@ public final class ServedModel: Sendable {
   /// connection's ``BatchSink`` (of the model's own output type), through which every answer
   /// comes back by tag.
   struct Sink: Sendable {
-    /// Submits the predicts of one read, in order, under one lock: no closure per request,
-    /// and a batch's answers for the connection arrive together. Each gets its ticket, or
-    /// the error that refused its input.
-    let submitAll:
-      @Sendable ([(input: ByteBuffer, deadline: Duration?, tag: UInt32)]) -> [Result<UInt64, any Error>]
+    /// Submits the predicts of one read, in order, under one lock, each tagged with its
+    /// request id: no closure per request, and a batch's answers for the connection arrive
+    /// together. Takes the connection's own list, so a predict is copied once, into the
+    /// queue.
+    let submitAll: @Sendable (ArraySlice<(id: UInt32, request: WireMessage.Predict)>) -> Submitted
+  }
+
+  /// What became of the predicts given to a ``Sink``.
+  struct Submitted {
+    /// The tickets of the predicts whose input the model took, in order.
+    var tickets: Range<UInt64>
+    /// The predicts whose input the model refused, by their position among those submitted
+    /// (counted from 0), with why. Usually empty, which costs no allocation.
+    var refused: [(position: Int, error: any Error)]
   }
   /// Answers for a sink, by tag, already encoded.
   typealias SinkReceiver = @Sendable ([(tag: UInt32, result: Result<ByteBuffer, any Error>)]) -> Void
@@ -78,27 +87,19 @@ public final class ServedModel: Sendable {
       let sink = BatchSink<KetQua>(lane: lane, executor: executor) { outcomes in
         receive(Self.answers(outcomes, encodeAll))
       }
-      return Sink { requests in
-        var outcomes: [Result<UInt64, any Error>] = []
-        outcomes.reserveCapacity(requests.count)
+      return Sink { predicts in
+        var refused: [(position: Int, error: any Error)] = []
         var accepted: [(input: DauVao, deadline: Duration?, tag: UInt32)] = []
-        accepted.reserveCapacity(requests.count)
-        for request in requests {
+        accepted.reserveCapacity(predicts.count)
+        for (position, (id, request)) in predicts.enumerated() {
           do {
-            accepted.append((try decode(request.input), request.deadline, request.tag))
-            outcomes.append(.success(0))
+            let deadline = WireProtocol.deadline(milliseconds: request.deadlineMilliseconds)
+            accepted.append((try decode(request.input), deadline, id))
           } catch {
-            outcomes.append(.failure(error))
+            refused.append((position, error))
           }
         }
-        // The accepted inputs took the tickets in order; refused ones keep their error.
-        var tickets = batcher.submitAll(accepted, sink: sink).makeIterator()
-        for index in outcomes.indices {
-          if case .success = outcomes[index], let ticket = tickets.next() {
-            outcomes[index] = .success(ticket)
-          }
-        }
-        return outcomes
+        return Submitted(tickets: batcher.submitAll(accepted, sink: sink), refused: refused)
       }
     }
     self.cancel = { batcher.cancel(ticket: $0) }

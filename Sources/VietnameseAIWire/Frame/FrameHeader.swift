@@ -57,4 +57,9 @@ public enum WireProtocol {
     let milliseconds = Double(seconds) * 1000 + (Double(attoseconds) / 1e15).rounded(.up)
     return UInt32(min(milliseconds, Double(UInt32.max)))
   }
+
+  /// A `deadline_ms` as a duration: `nil` for 0, which means no deadline.
+  public static func deadline(milliseconds: UInt32) -> Duration? {
+    milliseconds == 0 ? nil : .milliseconds(Int64(milliseconds))
+  }
 }
