@@ -173,13 +173,20 @@ struct HostileInputTests {
       ]
       var read = EncodedFrames()
       for (id, bytes) in inputs {
-        let predict = WireMessage.Predict(deadlineMilliseconds: 0, model: "sim", input: ByteBuffer(bytes: bytes))
+        let predict = WireMessage.Predict(
+          deadlineMilliseconds: 0,
+          model: "sim",
+          input: ByteBuffer(bytes: bytes)
+        )
         try read.append(WireFrame(requestID: id, message: .predict(predict)))
       }
       try await connection.send(read.bytes)
       // The frames so far include the handshake's WELCOME, on id 0.
       let frames = try await connection.frames(count: inputs.count + 1).filter { $0.requestID != 0 }
-      let answers = Dictionary(frames.map { ($0.requestID, $0.message) }, uniquingKeysWith: { first, _ in first })
+      let answers = Dictionary(
+        frames.map { ($0.requestID, $0.message) },
+        uniquingKeysWith: { first, _ in first }
+      )
       #expect(answers.count == inputs.count, "\(answers)")
       #expect(answers[1] == .result(ByteBuffer(string: "MỘT")))
       #expect(answers[4] == .result(ByteBuffer(string: "HAI")))
