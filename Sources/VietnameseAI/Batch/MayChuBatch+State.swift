@@ -1,5 +1,4 @@
 import DequeModule
-import HeapModule
 
 extension MayChuBatch {
   /// Everything a ``MayChuBatch`` knows, guarded by one `Mutex`.
@@ -13,11 +12,12 @@ extension MayChuBatch {
   /// whose ticket is gone (cancelled, expired, failed) stays in the queue as a tombstone until
   /// it reaches the front or the queue is compacted, so cancelling is O(1) and never scans.
   ///
-  /// Deadlines live in one min-heap with one timer for the whole server (shared with the batch
-  /// timer), not a timer per request: a server answering 100k requests a second must not
-  /// create 100k tasks a second just in case one of them is late. Entries of tickets that
-  /// ended stay in the heap until they surface or until they outnumber the live ones, when
-  /// the heap is rebuilt; its memory is bounded by twice the tickets in flight.
+  /// Deadlines live in one priority queue (``DeadlineQueue``) with one timer for the whole
+  /// server (shared with the batch timer), not a timer per request: a server answering 100k
+  /// requests a second must not create 100k tasks a second just in case one of them is late.
+  /// Entries of tickets that ended stay in the queue until they surface or until they
+  /// outnumber the live ones, when the queue is filtered; its memory is bounded by twice the
+  /// tickets in flight.
   struct State {
     enum Lifecycle {
       case idle
@@ -81,7 +81,7 @@ extension MayChuBatch {
       var abandoned = false
     }
 
-    /// A ticket's deadline in the heap, earliest first.
+    /// A ticket's deadline in the queue, earliest first.
     struct DeadlineEntry: Comparable {
       var at: Int64
       var ticket: UInt64
@@ -163,7 +163,7 @@ extension MayChuBatch {
     var timerDue: Int64?
     var timerGeneration: UInt64 = 0
     var timerTask: Task<Void, Never>?
-    var deadlines = Heap<DeadlineEntry>()
+    var deadlines = DeadlineQueue<DeadlineEntry>()
     /// Tickets alive with a deadline; `deadlines.count` minus the stale entries.
     var liveDeadlines = 0
     var stopWaiters: [CheckedContinuation<Void, Never>] = []
@@ -416,17 +416,17 @@ extension MayChuBatch {
       return actions
     }
 
-    /// Removes heap entries of ended tickets from the top, so the timer is armed for a live one.
+    /// Removes entries of ended tickets from the front, so the timer is armed for a live one.
     private mutating func dropStaleDeadlines() {
       while let first = deadlines.min, tickets[first.ticket] == nil { deadlines.removeMin() }
     }
 
-    /// A ticket with a deadline ended: bound the stale entries it leaves in the heap.
+    /// A ticket with a deadline ended: bound the stale entries it leaves in the queue.
     private mutating func deadlineEnded() {
       liveDeadlines -= 1
       guard deadlines.count > 64, deadlines.count > 2 * liveDeadlines else { return }
       let tickets = self.tickets
-      deadlines = Heap(deadlines.unordered.filter { tickets[$0.ticket] != nil })
+      deadlines.filter { tickets[$0.ticket] != nil }
     }
 
     // MARK: Completion
@@ -553,7 +553,7 @@ extension MayChuBatch {
       guard lifecycle == .stopping, liveQueued == 0, busyWorkers == 0 else { return }
       lifecycle = .stopped
       for lane in lanes.indices { lanes[lane].removeAll() }
-      deadlines = Heap()
+      deadlines.removeAll()
       liveDeadlines = 0
       timerGeneration &+= 1
       timerDue = nil

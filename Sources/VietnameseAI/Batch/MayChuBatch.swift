@@ -1,4 +1,3 @@
-import HeapModule
 import Synchronization
 
 /// A dynamic batching server: gathers single requests into batches for a model.
@@ -242,6 +241,15 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   ) -> Range<UInt64> {
     let first = nextTicket.wrappingAdd(UInt64(requests.count), ordering: .relaxed).oldValue
     let now = clock.nowNanoseconds()
+    // The requests of one read mostly share their timeout: each distinct one is converted
+    // once, as `Duration` arithmetic is 128-bit.
+    var converted: (timeout: Duration, at: Int64)?
+    func deadline(after timeout: Duration) -> Int64 {
+      if let converted, converted.timeout == timeout { return converted.at }
+      let at = now.addingSaturating(timeout.nanoseconds)
+      converted = (timeout, at)
+      return at
+    }
     let actions = state.withLock { state in
       var actions = State.Actions()
       for (offset, request) in requests.enumerated() {
@@ -249,7 +257,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
           ticket: first &+ UInt64(offset),
           waiter: .tagged(sink, tag: request.tag),
           inputs: CollectionOfOne(request.input),
-          deadline: request.deadline.map { now.addingSaturating($0.nanoseconds) },
+          deadline: request.deadline.map(deadline(after:)),
           now: now,
           into: &actions
         )
@@ -303,7 +311,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     return state.withLock { $0.snapshot(now: now) }
   }
 
-  /// Entries in the deadline heap, stale ones included; tests check that it stays bounded.
+  /// Entries in the deadline queue, stale ones included; tests check that it stays bounded.
   var deadlineEntries: Int { state.withLock { $0.deadlines.count } }
 
   // MARK: Internals
