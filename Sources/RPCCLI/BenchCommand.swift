@@ -90,11 +90,29 @@ struct BenchCommand: AsyncParsableCommand {
 
   /// Counts shared by the workers and the progress line.
   final class Counters: Sendable {
+    /// Calls started, against `--count`.
     let issued = Atomic<Int>(0)
-    let done = Atomic<Int>(0)
-    let failed = Atomic<Int>(0)
     /// Set when a timed run's time is up: no call starts after it.
     let stopped = Atomic<Bool>(false)
+    /// The calls each worker finished, for the progress line: one counter per worker,
+    /// written by that worker's thread alone. One counter that every thread added to would
+    /// move its cache line between the cores on every call.
+    let workers: [WorkerCounts]
+
+    init(workers: Int) {
+      self.workers = (0..<workers).map { _ in WorkerCounts() }
+    }
+
+    var done: Int { workers.reduce(0) { $0 + $1.done.load(ordering: .relaxed) } }
+    var failed: Int { workers.reduce(0) { $0 + $1.failed.load(ordering: .relaxed) } }
+  }
+
+  /// One worker's share of ``Counters``.
+  final class WorkerCounts: Sendable {
+    let done = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+    // Keeps two workers' counters, allocated one after the other, off one cache line.
+    private let padding: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (0, 0, 0, 0, 0, 0, 0, 0)
   }
 
   /// What one worker saw.
@@ -141,7 +159,7 @@ struct BenchCommand: AsyncParsableCommand {
     let clock = ContinuousClock()
     let start = clock.now
     let end = start.advanced(by: .nanoseconds(Int64(duration * 1e9)))
-    let counters = Counters()
+    let counters = Counters(workers: connections * (api == .callback ? 1 : concurrency))
 
     let progress =
       quiet
@@ -150,12 +168,12 @@ struct BenchCommand: AsyncParsableCommand {
         while !Task.isCancelled {
           try? await Task.sleep(for: .seconds(1))
           let elapsed = (clock.now - start).seconds
-          let ok = counters.done.load(ordering: .relaxed)
+          let ok = counters.done
           let line = String(
             format: "\r%6.1f s  %10d ok  %8d errors  %10.0f calls/s",
             elapsed,
             ok,
-            counters.failed.load(ordering: .relaxed),
+            counters.failed,
             Double(ok) / max(elapsed, 1e-9)
           )
           FileHandle.standardError.write(Data(line.utf8))
@@ -177,9 +195,10 @@ struct BenchCommand: AsyncParsableCommand {
     }
     let tally = await withTaskGroup(of: Tally.self) { group in
       if api == .callback {
-        for client in clients {
+        for (index, client) in clients.enumerated() {
           let concurrency = self.concurrency
           let input = ByteBuffer(bytes: payload)
+          let counts = counters.workers[index]
           group.addTask {
             let load = { @Sendable in
               CallbackLoad(
@@ -187,7 +206,7 @@ struct BenchCommand: AsyncParsableCommand {
                 model: model,
                 payload: input,
                 deadline: deadline,
-                counters: counters,
+                counts: counts,
                 shouldStart: shouldStart
               )
             }
@@ -202,8 +221,9 @@ struct BenchCommand: AsyncParsableCommand {
           }
         }
       }
-      for client in clients where api == .async {
-        for _ in 0..<concurrency {
+      for (index, client) in clients.enumerated() where api == .async {
+        for worker in 0..<concurrency {
+          let counts = counters.workers[index * concurrency + worker]
           // Each worker runs on its connection's thread: requests and answers never change
           // threads, as in a server that calls another service from its own event loop.
           group.addTask(executorPreference: client.taskExecutor) {
@@ -228,12 +248,12 @@ struct BenchCommand: AsyncParsableCommand {
                   UInt64(micros.seconds * 1_000_000 + micros.attoseconds / 1_000_000_000_000)
                 )
                 tally.ok += 1
-                counters.done.add(1, ordering: .relaxed)
+                counts.done.add(1, ordering: .relaxed)
               } catch {
                 let code = (error as? RPCError)?.code.name ?? "UNKNOWN"
                 tally.errors[code, default: 0] += 1
                 tally.lastError = "\(error)"
-                counters.failed.add(1, ordering: .relaxed)
+                counts.failed.add(1, ordering: .relaxed)
                 // A closed connection fails every later call at once: stop this worker.
                 if (error as? RPCError)?.code == .unavailable { break }
               }

@@ -15,7 +15,7 @@ final class CallbackLoad {
   private let payload: ByteBuffer
   private let deadline: Duration?
   private let shouldStart: @Sendable () -> Bool
-  private let counters: BenchCommand.Counters
+  private let counts: BenchCommand.WorkerCounts
   private let done: EventLoopPromise<BenchCommand.Tally>
   private var tally = BenchCommand.Tally()
   private var inFlight = 0
@@ -35,14 +35,14 @@ final class CallbackLoad {
     model: String,
     payload: ByteBuffer,
     deadline: Duration?,
-    counters: BenchCommand.Counters,
+    counts: BenchCommand.WorkerCounts,
     shouldStart: @escaping @Sendable () -> Bool
   ) {
     self.client = client
     self.model = model
     self.payload = payload
     self.deadline = deadline
-    self.counters = counters
+    self.counts = counts
     self.shouldStart = shouldStart
     self.done = client.eventLoop.makePromise()
   }
@@ -84,12 +84,12 @@ final class CallbackLoad {
     case .success:
       _ = tally.latencies.record(UInt64(max(0, (NIODeadline.now() - began[slot]).nanoseconds / 1000)))
       tally.ok += 1
-      counters.done.add(1, ordering: .relaxed)
+      counts.done.add(1, ordering: .relaxed)
       startCall(slot)
     case .failure(let error):
       tally.errors[error.code.name, default: 0] += 1
       tally.lastError = "\(error)"
-      counters.failed.add(1, ordering: .relaxed)
+      counts.failed.add(1, ordering: .relaxed)
       // A refused call answers at once, inside `startCall`: continue from the loop's queue
       // rather than recursing. A closed connection fails every later call: stop.
       if error.code != .unavailable {
