@@ -1,3 +1,4 @@
+import Clocks
 import TestSupport
 import Testing
 
@@ -19,6 +20,22 @@ struct BoGioiHanTocDoTests {
     }
     #expect(BoGioiHanTocDo(goiY: 5).kichThuocBurst == 5)
     #expect(BoGioiHanTocDo().cheDo == .tokenBucket)
+  }
+
+  @Test("the system clock is read coarsely only for windows a thousand coarse ticks long")
+  func coarseClockChoice() async throws {
+    #if os(Linux)
+      // Linux's coarse tick is 1 to 10 ms: a minute is long enough, 100 ms is not.
+      #expect(BoGioiHanTocDo(cuaSo: .seconds(60)).usesCoarseClock)
+      #expect(!BoGioiHanTocDo(cuaSo: .milliseconds(100)).usesCoarseClock)
+    #endif
+    #expect(!BoGioiHanTocDo(cuaSo: .seconds(60), clock: TestClock()).usesCoarseClock)
+    // The coarse clock moves on: 50 ms of sleep show as at least 30 ms (it lags by a tick
+    // at most; a busy machine only sleeps longer).
+    let clock = InjectedClock(ContinuousClock(), coarseWithin: .seconds(1))
+    let before = clock.nowNanoseconds()
+    try await Task.sleep(for: .milliseconds(50))
+    #expect(clock.nowNanoseconds() - before >= 30_000_000)
   }
 
   @Test("invalid parameters are reported before a limiter is built")

@@ -14,18 +14,33 @@
 /// same clock (`CLOCK_BOOTTIME`), with no closure call. Besides being cheaper, it avoids the
 /// closure context's reference count, which every thread would otherwise bump on every read —
 /// a cache line bouncing between cores on the rate limiter's hot path.
+///
+/// A component that can do with a few milliseconds' resolution may ask for Linux's coarse
+/// clock instead (`CLOCK_MONOTONIC_COARSE`, the time of the last scheduler tick): a third of
+/// the cost of a precise read, which is a fifth of a rate-limit decision.
 struct InjectedClock: Sendable {
   private enum Source: Sendable {
     case system(originNanoseconds: Int64)
+    case coarse(originNanoseconds: Int64)
     case custom(now: @Sendable () -> Duration, sleepUntil: @Sendable (Duration) async throws -> Void)
   }
 
   private let source: Source
 
-  init<C: Clock>(_ clock: C) where C.Duration == Duration {
+  /// - Parameters:
+  ///   - coarseWithin: For the system clock: read the coarse clock if its resolution is at
+  ///     most this; `nil` always reads the precise one. The coarse clock does not count time
+  ///     the machine spends suspended.
+  init<C: Clock>(_ clock: C, coarseWithin tolerance: Duration? = nil) where C.Duration == Duration {
     #if canImport(Glibc)
       if C.self == ContinuousClock.self {
-        source = .system(originNanoseconds: Self.bootTimeNanoseconds())
+        if let tolerance, let resolution = Self.coarseResolutionNanoseconds(),
+          resolution <= tolerance.nanoseconds
+        {
+          source = .coarse(originNanoseconds: Self.coarseNanoseconds())
+        } else {
+          source = .system(originNanoseconds: Self.bootTimeNanoseconds())
+        }
         return
       }
     #endif
@@ -50,9 +65,16 @@ struct InjectedClock: Sendable {
     switch source {
     case .system(let origin):
       return Self.bootTimeNanoseconds() &- origin
+    case .coarse(let origin):
+      return Self.coarseNanoseconds() &- origin
     case .custom(let now, _):
       return now().nanoseconds
     }
+  }
+
+  /// Whether readings come from the coarse clock.
+  var isCoarse: Bool {
+    if case .coarse = source { true } else { false }
   }
 
   /// Suspends until `nowNanoseconds()` would return at least `offset`.
@@ -60,7 +82,7 @@ struct InjectedClock: Sendable {
   /// - Throws: `CancellationError` if the task is cancelled first.
   func sleep(untilNanoseconds offset: Int64) async throws {
     switch source {
-    case .system:
+    case .system, .coarse:
       let remaining = offset &- nowNanoseconds()
       if remaining > 0 {
         try await ContinuousClock().sleep(for: .nanoseconds(remaining))
@@ -80,6 +102,28 @@ struct InjectedClock: Sendable {
       return Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
     #else
       return 0
+    #endif
+  }
+
+  @inline(__always)
+  private static func coarseNanoseconds() -> Int64 {
+    #if canImport(Glibc)
+      var time = timespec()
+      clock_gettime(CLOCK_MONOTONIC_COARSE, &time)
+      return Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
+    #else
+      return 0
+    #endif
+  }
+
+  /// The coarse clock's resolution, if the system has one.
+  private static func coarseResolutionNanoseconds() -> Int64? {
+    #if canImport(Glibc)
+      var resolution = timespec()
+      guard clock_getres(CLOCK_MONOTONIC_COARSE, &resolution) == 0 else { return nil }
+      return Int64(resolution.tv_sec) &* 1_000_000_000 &+ Int64(resolution.tv_nsec)
+    #else
+      return nil
     #endif
   }
 }
