@@ -353,7 +353,6 @@ public final class RPCClient: Sendable {
     return WireProtocol.milliseconds(roundingUp: deadline)
   }
 
-  /// A request id that is neither 0 nor still in use (after the counter wraps).
   /// Sends a request and waits for its terminal frame.
   private func call(_ message: WireMessage, deadline: Duration?) async throws -> WireMessage {
     let id = calls.reserve()

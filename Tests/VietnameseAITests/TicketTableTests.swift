@@ -50,6 +50,6 @@ struct TicketTableTests {
     #expect(displaced > 0, "no ticket ever found its slot taken: the dictionary went untested")
     for (key, value) in model { #expect(table[key] == value) }
     for key in model.keys { table.removeValue(forKey: key) }
-    #expect(table.isEmpty)
+    #expect(table.count == 0)
   }
 }

@@ -29,8 +29,6 @@ struct TicketTable<Value> {
     values = Array(repeating: nil, count: capacity)
   }
 
-  var isEmpty: Bool { count == 0 }
-
   /// Tickets kept in the dictionary because their slot was taken.
   var displacedCount: Int { overflow.count }
 

@@ -20,8 +20,8 @@
 /// the cost of a precise read, which is a fifth of a rate-limit decision.
 struct InjectedClock: Sendable {
   private enum Source: Sendable {
-    case system(originNanoseconds: Int64)
-    case coarse(originNanoseconds: Int64)
+    /// `CLOCK_BOOTTIME`, or `CLOCK_MONOTONIC_COARSE` if `coarse`.
+    case system(coarse: Bool, originNanoseconds: Int64)
     case custom(now: @Sendable () -> Duration, sleepUntil: @Sendable (Duration) async throws -> Void)
   }
 
@@ -34,13 +34,14 @@ struct InjectedClock: Sendable {
   init<C: Clock>(_ clock: C, coarseWithin tolerance: Duration? = nil) where C.Duration == Duration {
     #if canImport(Glibc)
       if C.self == ContinuousClock.self {
-        if let tolerance, let resolution = Self.coarseResolutionNanoseconds(),
-          resolution <= tolerance.nanoseconds
-        {
-          source = .coarse(originNanoseconds: Self.coarseNanoseconds())
-        } else {
-          source = .system(originNanoseconds: Self.bootTimeNanoseconds())
+        var coarse = false
+        if let tolerance {
+          var resolution = timespec()
+          coarse =
+            clock_getres(CLOCK_MONOTONIC_COARSE, &resolution) == 0
+            && Self.nanoseconds(resolution) <= tolerance.nanoseconds
         }
+        source = .system(coarse: coarse, originNanoseconds: Self.systemNanoseconds(coarse: coarse))
         return
       }
     #endif
@@ -63,10 +64,8 @@ struct InjectedClock: Sendable {
   @inline(__always)
   func nowNanoseconds() -> Int64 {
     switch source {
-    case .system(let origin):
-      return Self.bootTimeNanoseconds() &- origin
-    case .coarse(let origin):
-      return Self.coarseNanoseconds() &- origin
+    case .system(let coarse, let origin):
+      return Self.systemNanoseconds(coarse: coarse) &- origin
     case .custom(let now, _):
       return now().nanoseconds
     }
@@ -74,7 +73,7 @@ struct InjectedClock: Sendable {
 
   /// Whether readings come from the coarse clock.
   var isCoarse: Bool {
-    if case .coarse = source { true } else { false }
+    if case .system(coarse: true, _) = source { true } else { false }
   }
 
   /// Suspends until `nowNanoseconds()` would return at least `offset`.
@@ -82,7 +81,7 @@ struct InjectedClock: Sendable {
   /// - Throws: `CancellationError` if the task is cancelled first.
   func sleep(untilNanoseconds offset: Int64) async throws {
     switch source {
-    case .system, .coarse:
+    case .system:
       let remaining = offset &- nowNanoseconds()
       if remaining > 0 {
         try await ContinuousClock().sleep(for: .nanoseconds(remaining))
@@ -95,37 +94,22 @@ struct InjectedClock: Sendable {
   }
 
   @inline(__always)
-  private static func bootTimeNanoseconds() -> Int64 {
+  private static func systemNanoseconds(coarse: Bool) -> Int64 {
     #if canImport(Glibc)
       var time = timespec()
-      clock_gettime(CLOCK_BOOTTIME, &time)
-      return Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
+      clock_gettime(coarse ? CLOCK_MONOTONIC_COARSE : CLOCK_BOOTTIME, &time)
+      return nanoseconds(time)
     #else
       return 0
     #endif
   }
 
-  @inline(__always)
-  private static func coarseNanoseconds() -> Int64 {
-    #if canImport(Glibc)
-      var time = timespec()
-      clock_gettime(CLOCK_MONOTONIC_COARSE, &time)
-      return Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
-    #else
-      return 0
-    #endif
-  }
-
-  /// The coarse clock's resolution, if the system has one.
-  private static func coarseResolutionNanoseconds() -> Int64? {
-    #if canImport(Glibc)
-      var resolution = timespec()
-      guard clock_getres(CLOCK_MONOTONIC_COARSE, &resolution) == 0 else { return nil }
-      return Int64(resolution.tv_sec) &* 1_000_000_000 &+ Int64(resolution.tv_nsec)
-    #else
-      return nil
-    #endif
-  }
+  #if canImport(Glibc)
+    @inline(__always)
+    private static func nanoseconds(_ time: timespec) -> Int64 {
+      Int64(time.tv_sec) &* 1_000_000_000 &+ Int64(time.tv_nsec)
+    }
+  #endif
 }
 
 extension Duration {
