@@ -45,24 +45,11 @@ struct ClientTable<Value> {
     mask = 15
   }
 
-  /// The control byte for `hash`: its top seven bits, which neither the limiter's shard choice
-  /// nor `home` leans on, with the high bit set so that it is never zero.
-  @inline(__always)
-  private static func tag(_ hash: Int) -> UInt8 {
-    UInt8(truncatingIfNeeded: UInt(bitPattern: hash) &>> 57) | 0x80
-  }
-
-  @inline(__always)
-  private func home(_ hash: Int) -> Int {
-    // Multiply to spread the bits the shard selection did not use over the whole word.
-    Int(truncatingIfNeeded: (UInt(bitPattern: hash) &* 0x9E37_79B9_7F4A_7C15) &>> 32) & mask
-  }
-
   /// The slot holding `key`, or the empty slot that ends its probe run.
   @inline(__always)
   private func find(key: String, hash: Int) -> (index: Int, found: Bool) {
-    let tag = Self.tag(hash)
-    var index = home(hash)
+    let tag = LinearProbing.tag(hash)
+    var index = LinearProbing.home(hash, mask: mask)
     return control.withUnsafeBufferPointer { control in
       while true {
         let byte = control[index]
@@ -83,12 +70,12 @@ struct ClientTable<Value> {
   ) -> R {
     var (index, found) = find(key: key, hash: hash)
     if !found {
-      if (count + 1) * 8 > entries.count * 7 {
+      if LinearProbing.isFull(count: count, capacity: entries.count) {
         grow()
         index = find(key: key, hash: hash).index
       }
       count += 1
-      control[index] = Self.tag(hash)
+      control[index] = LinearProbing.tag(hash)
       hashes[index] = hash
       entries[index] = Entry(key: key, value: makeDefault())
     }
@@ -117,17 +104,11 @@ struct ClientTable<Value> {
     for index in entries.indices where control[index] != 0 && !shouldRemove(entries[index].value) {
       kept.append((hashes[index], entries[index]))
     }
-    rebuild(from: kept, capacity: Self.capacity(for: kept.count))
+    rebuild(from: kept, capacity: LinearProbing.capacity(for: kept.count))
     return before - count
   }
 
   // MARK: Upkeep
-
-  private static func capacity(for count: Int) -> Int {
-    var capacity = 16
-    while capacity * 7 < count * 8 { capacity *= 2 }
-    return capacity
-  }
 
   private mutating func grow() {
     var old: [(hash: Int, entry: Entry)] = []
@@ -145,9 +126,9 @@ struct ClientTable<Value> {
     mask = capacity - 1
     count = source.count
     for (hash, entry) in source {
-      var index = home(hash)
+      var index = LinearProbing.home(hash, mask: mask)
       while control[index] != 0 { index = (index &+ 1) & mask }
-      control[index] = Self.tag(hash)
+      control[index] = LinearProbing.tag(hash)
       hashes[index] = hash
       entries[index] = entry
     }
@@ -161,11 +142,7 @@ struct ClientTable<Value> {
     while true {
       index = (index &+ 1) & mask
       if control[index] == 0 { break }
-      let ideal = home(hashes[index])
-      // The entry may move into the hole if its home is not strictly between hole and index.
-      let distanceToHole = (hole &- ideal) & mask
-      let distanceToIndex = (index &- ideal) & mask
-      if distanceToHole < distanceToIndex {
+      if LinearProbing.mayMove(hash: hashes[index], from: index, into: hole, mask: mask) {
         control[hole] = control[index]
         hashes[hole] = hashes[index]
         entries[hole] = entries[index]
