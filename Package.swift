@@ -36,12 +36,15 @@ let package = Package(
     .target(
       name: "VietnameseAI",
       dependencies: [
+        "CCurrentCPU",
         .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "HeapModule", package: "swift-collections"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ],
       swiftSettings: swiftSettings
     ),
+    // Which CPU a thread runs on, for the rate limiter's per-CPU reader counts.
+    .target(name: "CCurrentCPU"),
     // The system zlib, for the wire protocol's compression.
     .target(
       name: "CZlib",

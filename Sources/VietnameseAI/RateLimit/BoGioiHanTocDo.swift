@@ -19,8 +19,10 @@ import Synchronization
 ///   end, so a client costs at most 65 entries (or `goiY`, if smaller) whatever its rate, and
 ///   rounding up can only make the limiter stricter by at most one slot, never looser.
 ///
-/// Client state is split over 64 shards, each behind its own lock, so threads deciding for
-/// different clients rarely meet; there is no global lock on the decision path.
+/// No lock is taken on the decision path of the token bucket: a decision for a known client
+/// swaps its 16-byte bucket by compare-and-swap, so threads deciding for different clients do
+/// not wait for each other or share a cache line they write (see `TokenBucketTable`). Sliding
+/// windows are split over 64 shards, each behind its own lock.
 public final class BoGioiHanTocDo: Sendable {
   /// The limiting algorithm.
   public enum CheDo: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
@@ -53,11 +55,16 @@ public final class BoGioiHanTocDo: Sendable {
   /// The algorithm.
   public let cheDo: CheDo
 
-  static let shardCount = 64
   /// Sliding-window slots per window.
   static let slotsPerWindow: Int64 = 64
 
-  private let shards: [Shard]
+  // The clients' state: the store of the limiter's algorithm is used, the other stays empty.
+  // Two stored properties rather than an enum with payloads: taking a payload out of an enum
+  // retains it, and a retain and a release are two atomic writes to the store's first cache
+  // line, the one every decision reads; with two cores deciding, that line would move between
+  // them on every decision. A `let` property is borrowed as it is.
+  private let tokenBuckets = TokenBucketTable()
+  private let slidingWindows = SlidingWindowShards()
   private let clock: InjectedClock
   /// Whether decisions read the coarse system clock (see `init`).
   var usesCoarseClock: Bool { clock.isCoarse }
@@ -105,7 +112,6 @@ public final class BoGioiHanTocDo: Sendable {
       slotNanos: max(windowNanos / Self.slotsPerWindow, 1),
       refillPerNano: Double(goiY) / Double(windowNanos)
     )
-    self.shards = (0..<Self.shardCount).map { _ in Shard() }
   }
 
   /// Checks limiter parameters, for command-line front ends and configuration files.
@@ -129,16 +135,18 @@ public final class BoGioiHanTocDo: Sendable {
   /// A cost of zero or less is always allowed and takes nothing.
   public func choPhep(_ clientID: String, cost: Int = 1) -> Bool {
     switch cheDo {
-    case .tokenBucket: decide(TokenBucketAllowance.self, clientID, cost: cost, detailed: false).choPhep
-    case .slidingWindow: decide(SlidingWindowAllowance.self, clientID, cost: cost, detailed: false).choPhep
+    case .tokenBucket:
+      decide(in: tokenBuckets, clientID, cost: cost, detailed: false).choPhep
+    case .slidingWindow:
+      decide(in: slidingWindows, clientID, cost: cost, detailed: false).choPhep
     }
   }
 
   /// Like ``choPhep(_:cost:)``, with what is left and, when rejected, the retry-after.
   public func kiemTra(_ clientID: String, cost: Int = 1) -> QuyetDinh {
     switch cheDo {
-    case .tokenBucket: decide(TokenBucketAllowance.self, clientID, cost: cost, detailed: true)
-    case .slidingWindow: decide(SlidingWindowAllowance.self, clientID, cost: cost, detailed: true)
+    case .tokenBucket: decide(in: tokenBuckets, clientID, cost: cost, detailed: true)
+    case .slidingWindow: decide(in: slidingWindows, clientID, cost: cost, detailed: true)
     }
   }
 
@@ -147,12 +155,12 @@ public final class BoGioiHanTocDo: Sendable {
   /// in the statistics as a decision of its own. When some are rejected, `retryAfter` says
   /// when the next would be allowed (`nil`: never).
   ///
-  /// The same decisions as `count` calls of ``choPhep(_:cost:)`` at one instant, for one lock
-  /// and one lookup: a server decides the requests of one read together.
+  /// The same decisions as `count` calls of ``choPhep(_:cost:)`` at one instant, for one
+  /// lookup: a server decides the requests of one read together.
   package func choPhep(_ clientID: String, soYeuCau count: Int) -> (allowed: Int, retryAfter: Duration?) {
     switch cheDo {
-    case .tokenBucket: decideMany(TokenBucketAllowance.self, clientID, count: count)
-    case .slidingWindow: decideMany(SlidingWindowAllowance.self, clientID, count: count)
+    case .tokenBucket: decideMany(in: tokenBuckets, clientID, count: count)
+    case .slidingWindow: decideMany(in: slidingWindows, clientID, count: count)
     }
   }
 
@@ -162,9 +170,8 @@ public final class BoGioiHanTocDo: Sendable {
     let cost = max(cost, 0)
     let nanos =
       switch cheDo {
-      case .tokenBucket: peek(TokenBucketAllowance.self, clientID) { $0.retryAfter(cost: cost, now: $1, $2) }
-      case .slidingWindow:
-        peek(SlidingWindowAllowance.self, clientID) { $0.retryAfter(cost: cost, now: $1, $2) }
+      case .tokenBucket: peek(tokenBuckets, clientID) { $0.retryAfter(cost: cost, now: $1, $2) }
+      case .slidingWindow: peek(slidingWindows, clientID) { $0.retryAfter(cost: cost, now: $1, $2) }
       }
     return nanos.map { .nanoseconds($0) }
   }
@@ -172,19 +179,16 @@ public final class BoGioiHanTocDo: Sendable {
   /// Requests of cost 1 `clientID` could make right now. Takes nothing.
   public func layConLai(_ clientID: String) -> Int {
     switch cheDo {
-    case .tokenBucket:
-      peek(TokenBucketAllowance.self, clientID) { client, _, limits in client.remaining(limits) }
-    case .slidingWindow:
-      peek(SlidingWindowAllowance.self, clientID) { client, _, limits in client.remaining(limits) }
+    case .tokenBucket: peek(tokenBuckets, clientID) { client, _, limits in client.remaining(limits) }
+    case .slidingWindow: peek(slidingWindows, clientID) { client, _, limits in client.remaining(limits) }
     }
   }
 
   /// Forgets `clientID`: its next request starts from a full allowance.
   public func reset(_ clientID: String) {
-    let key = ClientKey(clientID)
-    withShard(for: key) { shard in
-      _ = shard.buckets.remove(key: key.id, hash: key.hash)
-      _ = shard.windows.remove(key: key.id, hash: key.hash)
+    switch cheDo {
+    case .tokenBucket: tokenBuckets.remove(ClientKey(clientID))
+    case .slidingWindow: slidingWindows.remove(ClientKey(clientID))
     }
   }
 
@@ -196,29 +200,20 @@ public final class BoGioiHanTocDo: Sendable {
   /// - Returns: How many clients were removed.
   @discardableResult
   public func xoaClientKhongHoatDong(timeout: Duration = .seconds(300)) -> Int {
-    let now = clock.nowNanoseconds()
-    let cutoff = now - timeout.nanoseconds
-    var removed = 0
-    for shard in shards {
-      removed += shard.state.withLock { shard in
-        shard.buckets.removeAll { $0.lastSeen <= cutoff } + shard.windows.removeAll { $0.lastSeen <= cutoff }
-      }
+    let cutoff = clock.nowNanoseconds() - timeout.nanoseconds
+    return switch cheDo {
+    case .tokenBucket: tokenBuckets.removeAll { $0.lastSeen <= cutoff }
+    case .slidingWindow: slidingWindows.removeAll { $0.lastSeen <= cutoff }
     }
-    return removed
   }
 
-  /// The current statistics, summed over all shards.
+  /// The current statistics.
   public func layThongKe() -> ThongKeGioiHan {
-    var allowed = 0
-    var rejected = 0
-    var clients = 0
-    for shard in shards {
-      shard.state.withLock { shard in
-        allowed += shard.allowed
-        rejected += shard.rejected
-        clients += shard.buckets.count + shard.windows.count
+    let (allowed, rejected, clients) =
+      switch cheDo {
+      case .tokenBucket: tokenBuckets.statistics()
+      case .slidingWindow: slidingWindows.statistics()
       }
-    }
     let total = allowed + rejected
     return ThongKeGioiHan(
       tyLeTuChoi: total == 0 ? 0 : Double(rejected) / Double(total),
@@ -231,16 +226,13 @@ public final class BoGioiHanTocDo: Sendable {
 
   /// Sliding-window entries stored for a client (live and not yet reclaimed), for tests.
   package func trackedEntries(_ clientID: String) -> (live: Int, stored: Int) {
-    let key = ClientKey(clientID)
-    return withShard(for: key) { shard in
-      shard.windows.value(key: key.id, hash: key.hash)?.trackedSlots ?? (0, 0)
-    }
+    slidingWindows.peek(ClientKey(clientID)) { $0?.trackedSlots ?? (0, 0) }
   }
 
   // MARK: Internals
 
-  /// A client id with its hash computed once: it picks the shard and places the id in the
-  /// shard's table. The hash is Swift's per-process seeded SipHash, so client ids chosen by a
+  /// A client id with its hash computed once: it places the id in its store's table (and
+  /// picks a sliding window's shard). The hash is Swift's per-process seeded SipHash, so client ids chosen by a
   /// peer cannot be made to collide on purpose.
   struct ClientKey {
     let id: String
@@ -252,61 +244,29 @@ public final class BoGioiHanTocDo: Sendable {
     }
   }
 
-  struct ShardState {
-    // The counters come first, next to the lock word: a decision writes the lock and one
-    // counter, and when two cores take turns on a shard, one cache line moves, not two.
-    var allowed = 0
-    var rejected = 0
-    // One table per algorithm; a limiter uses one of them.
-    var buckets = ClientTable(empty: TokenBucketAllowance.placeholder)
-    var windows = ClientTable(empty: SlidingWindowAllowance.placeholder)
-  }
-
-  final class Shard: Sendable {
-    let state = Locked(ShardState())
-    // Keeps neighbouring shards' locks off one cache line, so that two cores working on two
-    // shards do not invalidate each other's line on every lock.
-    private let padding: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (0, 0, 0, 0, 0, 0, 0, 0)
-  }
-
-  /// Runs `body` on the state of `key`'s shard, under the shard's lock.
-  ///
-  /// The shard is borrowed without a retain: the limiter holds every shard for its whole
-  /// life. A retain and a release are two more atomic writes to the shard's first cache line,
-  /// the one its lock is on, on every decision; with two cores deciding, that line is the one
-  /// they pass back and forth.
-  @inline(__always)
-  private func withShard<R: Sendable>(for key: ClientKey, _ body: (inout ShardState) -> R) -> R {
-    let index = Int(truncatingIfNeeded: UInt(bitPattern: key.hash) &>> 7) & (Self.shardCount - 1)
-    return Unmanaged.passUnretained(shards[index])._withUnsafeGuaranteedRef { shard in
-      shard.state.withLock { state in body(&state) }
-    }
-  }
-
   /// `read` of `clientID`'s allowance as of `now`, without changing the stored one.
   ///
-  /// `read` runs under the shard's lock: a sliding window's log is shared with the table.
-  private func peek<A: ClientAllowance, R: Sendable>(
-    _: A.Type,
+  /// `read` may run under a lock: a sliding window's log is shared with its store.
+  private func peek<S: ClientStore, R: Sendable>(
+    _ store: S,
     _ clientID: String,
-    _ read: (A, Int64, LimitParameters) -> R
+    _ read: (S.Allowance, Int64, LimitParameters) -> R
   ) -> R {
-    let key = ClientKey(clientID)
     let now = clock.nowNanoseconds()
     let limits = self.limits
-    return withShard(for: key) { shard in
-      var client = A.withTable(in: &shard) { $0.value(key: key.id, hash: key.hash) } ?? A(now: now, limits)
+    return store.peek(ClientKey(clientID)) { stored in
+      var client = stored ?? S.Allowance(now: now, limits)
       client.advance(to: now, limits)
       return read(client, now, limits)
     }
   }
 
-  private func decideMany<A: ClientAllowance>(
-    _: A.Type,
+  private func decideMany<S: ClientStore>(
+    in store: S,
     _ clientID: String,
     count: Int
   ) -> (allowed: Int, retryAfter: Duration?) {
-    update(A.self, clientID) { client, now, limits in
+    update(store, clientID) { client, now, limits in
       var allowed = 0
       while allowed < count, client.take(1, now: now, limits) { allowed += 1 }
       let retryAfter = allowed < count ? client.retryAfter(cost: 1, now: now, limits) : 0
@@ -315,14 +275,14 @@ public final class BoGioiHanTocDo: Sendable {
   }
 
   @inline(__always)
-  private func decide<A: ClientAllowance>(
-    _: A.Type,
+  private func decide<S: ClientStore>(
+    in store: S,
     _ clientID: String,
     cost rawCost: Int,
     detailed: Bool
   ) -> QuyetDinh {
     let cost = max(rawCost, 0)
-    return update(A.self, clientID) { client, now, limits in
+    return update(store, clientID) { client, now, limits in
       let allowed = client.take(cost, now: now, limits)
       let decision =
         detailed
@@ -337,28 +297,20 @@ public final class BoGioiHanTocDo: Sendable {
     }
   }
 
-  /// Runs `body` on `clientID`'s allowance brought up to now (a new client starts full), under
-  /// its shard's lock, and counts the decisions `body` reports as allowed and rejected.
+  /// Runs `body` on `clientID`'s allowance brought up to now (a new client starts full), and
+  /// counts the decisions `body` reports as allowed and rejected. `body` may run more than once
+  /// (see ``ClientStore/update(_:new:_:)``).
   @inline(__always)
-  private func update<A: ClientAllowance, R: Sendable>(
-    _: A.Type,
+  private func update<S: ClientStore, R: Sendable>(
+    _ store: S,
     _ clientID: String,
-    _ body: @Sendable (inout A, _ now: Int64, LimitParameters) -> (result: R, allowed: Int, rejected: Int)
+    _ body: (inout S.Allowance, _ now: Int64, LimitParameters) -> (result: R, allowed: Int, rejected: Int)
   ) -> R {
-    let key = ClientKey(clientID)
     let now = clock.nowNanoseconds()
     let limits = self.limits
-    return withShard(for: key) { shard in
-      // One table lookup, which inserts a new client and mutates in place.
-      let outcome = A.withTable(in: &shard) { table in
-        table.update(key: key.id, hash: key.hash, default: A(now: now, limits)) { client in
-          client.advance(to: now, limits)
-          return body(&client, now, limits)
-        }
-      }
-      shard.allowed += outcome.allowed
-      shard.rejected += outcome.rejected
-      return outcome.result
+    return store.update(ClientKey(clientID), new: { S.Allowance(now: now, limits) }) { client in
+      client.advance(to: now, limits)
+      return body(&client, now, limits)
     }
   }
 }

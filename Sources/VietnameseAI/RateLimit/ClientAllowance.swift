@@ -21,9 +21,6 @@ protocol ClientAllowance: SendableMetatype {
   /// A client seen for the first time at `now`, with its full allowance.
   init(now: Int64, _ limits: LimitParameters)
 
-  /// What the client table's empty slots hold.
-  static var placeholder: Self { get }
-
   /// The last time the client was seen.
   var lastSeen: Int64 { get }
 
@@ -38,10 +35,4 @@ protocol ClientAllowance: SendableMetatype {
 
   /// Nanoseconds until `cost` would be allowed: zero if now, `nil` if never.
   func retryAfter(cost: Int, now: Int64, _ limits: LimitParameters) -> Int64?
-
-  /// Runs `body` on this algorithm's table in `shard`.
-  static func withTable<R>(
-    in shard: inout BoGioiHanTocDo.ShardState,
-    _ body: (inout ClientTable<Self>) -> R
-  ) -> R
 }

@@ -31,6 +31,7 @@ struct SlidingWindowAllowance: ClientAllowance {
     self.lastSeen = lastSeen
   }
 
+  /// What the client table's empty slots hold.
   static var placeholder: Self { Self(lastSeen: 0) }
 
   mutating func advance(to now: Int64, _ limits: LimitParameters) {
@@ -90,10 +91,4 @@ struct SlidingWindowAllowance: ClientAllowance {
     return (log.slots.count - log.head, log.slots.count)
   }
 
-  static func withTable<R>(
-    in shard: inout BoGioiHanTocDo.ShardState,
-    _ body: (inout ClientTable<Self>) -> R
-  ) -> R {
-    body(&shard.windows)
-  }
 }

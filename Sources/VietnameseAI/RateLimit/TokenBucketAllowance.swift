@@ -1,3 +1,5 @@
+import Synchronization
+
 /// A token bucket: holds at most the capacity, refills continuously at `goiY` per window.
 struct TokenBucketAllowance: ClientAllowance {
   /// Tokens left at `lastSeen`.
@@ -8,13 +10,6 @@ struct TokenBucketAllowance: ClientAllowance {
     tokens = limits.capacity
     lastSeen = now
   }
-
-  private init(tokens: Double, lastSeen: Int64) {
-    self.tokens = tokens
-    self.lastSeen = lastSeen
-  }
-
-  static var placeholder: Self { Self(tokens: 0, lastSeen: 0) }
 
   @inline(__always)
   mutating func advance(to now: Int64, _ limits: LimitParameters) {
@@ -43,11 +38,15 @@ struct TokenBucketAllowance: ClientAllowance {
     return Int64((missing / limits.refillPerNano).rounded(.up))
   }
 
+  /// The bucket as the two words ``TokenBucketTable`` swaps in one compare-and-swap.
   @inline(__always)
-  static func withTable<R>(
-    in shard: inout BoGioiHanTocDo.ShardState,
-    _ body: (inout ClientTable<Self>) -> R
-  ) -> R {
-    body(&shard.buckets)
+  var packed: WordPair {
+    WordPair(first: UInt(tokens.bitPattern), second: UInt(bitPattern: Int(lastSeen)))
+  }
+
+  @inline(__always)
+  init(packed: WordPair) {
+    tokens = Double(bitPattern: UInt64(packed.first))
+    lastSeen = Int64(Int(bitPattern: packed.second))
   }
 }
