@@ -107,6 +107,40 @@ struct TokenBucketTableTests {
     #expect(table.count == 1 + threads * 10 + rounds - (rounds + 2) / 3)
   }
 
+  @Test("a sweep removes idle clients while decisions for busy ones go on, losing none of them")
+  func sweepDuringDecisions() {
+    let table = TokenBucketTable()
+    let idle = 5_000
+    for i in 0..<idle {
+      let key = "idle-\(i)"
+      table.update(key: key, hash: key.hashValue, new: { Self.bucket(-1) }) { _ in ((), 0, 0) }
+    }
+    let rounds = 20_000
+    let removed = Counter()
+    DispatchQueue.concurrentPerform(iterations: 3) { thread in
+      if thread == 2 {
+        // Idle clients hold -1 tokens; busy ones count up from 0.
+        removed.increment(by: table.removeAll { $0.tokens < 0 })
+        return
+      }
+      for i in 0..<rounds {
+        let key = "busy-\(thread)-\(i % 100)"
+        table.update(key: key, hash: key.hashValue, new: { Self.bucket(0) }) { bucket in
+          bucket.tokens += 1
+          return ((), 1, 0)
+        }
+      }
+    }
+    #expect(removed.current == idle)
+    #expect(table.count == 200)
+    for thread in 0..<2 {
+      for j in 0..<100 {
+        let key = "busy-\(thread)-\(j)"
+        #expect(table.value(key: key, hash: key.hashValue)?.tokens == Double(rounds / 100))
+      }
+    }
+  }
+
   @Test("counts decisions that allow none, one or several requests, on both sides of the gate")
   func counts() {
     let table = TokenBucketTable()

@@ -4,8 +4,8 @@ import Synchronization
 /// once without a lock.
 ///
 /// With the table in shards behind locks, two cores deciding for different clients still took
-/// turns on the shard locks' cache lines, and a decision on two cores cost a third more than on
-/// one. Here a client's bucket is 16 bytes, which one compare-and-swap replaces whole: a
+/// turns on the shard locks' cache lines, and two threads decided only about 1.5 times as fast
+/// as one. Here a client's bucket is 16 bytes, which one compare-and-swap replaces whole: a
 /// decision for a known client reads the table's structure under ``DecisionGate``'s read side,
 /// which writes only a line of the CPU's own, and swaps the bucket. The only line two cores
 /// both write is then the bucket itself, and only when they decide for the same client (or for
@@ -44,18 +44,22 @@ final class TokenBucketTable: @unchecked Sendable {
   }
 
   private let gate = DecisionGate()
-  /// The table, at a fixed address: reads through a pointer need no exclusivity check.
+  /// The table, at a fixed address: reads through a pointer need no exclusivity check. Alone on
+  /// its cache line, which every decision reads and only writers write.
   private let storage: UnsafeMutablePointer<Storage>
 
   init() {
-    storage = .allocate(capacity: 1)
+    storage = UnsafeMutableRawPointer.allocate(
+      byteCount: max(MemoryLayout<Storage>.stride, 64),
+      alignment: 64
+    ).bindMemory(to: Storage.self, capacity: 1)
     storage.initialize(to: Self.makeStorage(capacity: 16))
   }
 
   deinit {
     Self.release(storage.pointee)
     storage.deinitialize(count: 1)
-    storage.deallocate()
+    UnsafeMutableRawPointer(storage).deallocate()
   }
 
   /// Occupied slots.
@@ -128,20 +132,60 @@ final class TokenBucketTable: @unchecked Sendable {
   }
 
   /// Removes every bucket that satisfies `shouldRemove`. Returns how many were removed.
+  ///
+  /// Decisions go on meanwhile: the table is scanned on the read side, a thousand slots at a
+  /// time, and each client found is removed in a write side of its own, after `shouldRemove`
+  /// holds for it again (a decision may have come in between). The longest any decision waits
+  /// is one removal, and, when most clients went, the one rebuild that shrinks the table.
   func removeAll(where shouldRemove: @Sendable (TokenBucketAllowance) -> Bool) -> Int {
-    gate.write { _ in
-      let old = storage.pointee
-      var kept: [(hash: Int, key: String, bucket: WordPair)] = []
-      kept.reserveCapacity(old.count)
-      for index in 0..<old.capacity where old.control[index] != 0 {
-        let bucket = old.entries[index].bucket.load(ordering: .relaxed)
-        if !shouldRemove(TokenBucketAllowance(packed: bucket)) {
-          kept.append((old.hashes[index], old.entries[index].key, bucket))
-        }
-      }
-      rebuild(from: kept, capacity: LinearProbing.capacity(for: kept.count))
-      return old.count - kept.count
+    var candidates: [(key: String, hash: Int)] = []
+    var start = 0
+    while true {
+      let (found, end) = gate.read(
+        { scan(from: start, shouldRemove) },
+        orWrite: { scan(from: start, shouldRemove) }
+      )
+      candidates += found
+      guard let end else { break }
+      start = end
     }
+    var removed = 0
+    for (key, hash) in candidates {
+      removed += gate.write { _ in
+        let (index, found) = storage.pointee.find(key: key, hash: hash)
+        guard found,
+          shouldRemove(
+            TokenBucketAllowance(packed: storage.pointee.entries[index].bucket.load(ordering: .relaxed))
+          )
+        else { return 0 }
+        removeEntry(at: index)
+        return 1
+      }
+    }
+    if removed > 0 {
+      gate.write { _ in
+        let capacity = LinearProbing.capacity(for: storage.pointee.count)
+        if capacity * 4 <= storage.pointee.capacity { rebuild(capacity: capacity) }
+      }
+    }
+    return removed
+  }
+
+  /// The clients satisfying `shouldRemove` among slots `start..<start + 1024` (or to the end),
+  /// and where the next scan starts, `nil` at the end.
+  private func scan(
+    from start: Int,
+    _ shouldRemove: (TokenBucketAllowance) -> Bool
+  ) -> (found: [(key: String, hash: Int)], next: Int?) {
+    let table = storage.pointee
+    let end = min(start + 1_024, table.capacity)
+    var found: [(key: String, hash: Int)] = []
+    for index in start..<max(start, end) where table.control[index] != 0 {
+      if shouldRemove(TokenBucketAllowance(packed: table.entries[index].bucket.load(ordering: .relaxed))) {
+        found.append((table.entries[index].key, table.hashes[index]))
+      }
+    }
+    return (found, end < table.capacity ? end : nil)
   }
 
   // MARK: Inside the write side
@@ -160,25 +204,23 @@ final class TokenBucketTable: @unchecked Sendable {
   }
 
   private func grow() {
-    let old = storage.pointee
-    var entries: [(hash: Int, key: String, bucket: WordPair)] = []
-    entries.reserveCapacity(old.count)
-    for index in 0..<old.capacity where old.control[index] != 0 {
-      entries.append(
-        (old.hashes[index], old.entries[index].key, old.entries[index].bucket.load(ordering: .relaxed))
-      )
-    }
-    rebuild(from: entries, capacity: old.capacity * 2)
+    rebuild(capacity: storage.pointee.capacity * 2)
   }
 
-  /// Replaces the table with one of `capacity` slots holding `source`.
-  private func rebuild(from source: [(hash: Int, key: String, bucket: WordPair)], capacity: Int) {
-    Self.release(storage.pointee)
+  /// Moves every entry into a new table of `capacity` slots.
+  private func rebuild(capacity: Int) {
+    let old = storage.pointee
     storage.pointee = Self.makeStorage(capacity: capacity)
-    for (hash, key, bucket) in source {
-      let index = storage.pointee.find(key: key, hash: hash).index
-      storage.pointee.place(key: key, hash: hash, bucket: bucket, at: index)
+    for index in 0..<old.capacity where old.control[index] != 0 {
+      let slot = storage.pointee.find(key: old.entries[index].key, hash: old.hashes[index]).index
+      storage.pointee.place(
+        key: old.entries[index].key,
+        hash: old.hashes[index],
+        bucket: old.entries[index].bucket.load(ordering: .relaxed),
+        at: slot
+      )
     }
+    Self.release(old)
   }
 
   /// Backward-shift deletion, as in ``ClientTable``.
