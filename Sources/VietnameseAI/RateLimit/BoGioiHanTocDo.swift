@@ -232,8 +232,8 @@ public final class BoGioiHanTocDo: Sendable {
   // MARK: Internals
 
   /// A client id with its hash computed once: it places the id in its store's table (and
-  /// picks a sliding window's shard). The hash is Swift's per-process seeded SipHash, so client ids chosen by a
-  /// peer cannot be made to collide on purpose.
+  /// picks a sliding window's shard). The hash is Swift's per-process seeded SipHash, so
+  /// client ids chosen by a peer cannot be made to collide on purpose.
   struct ClientKey {
     let id: String
     let hash: Int

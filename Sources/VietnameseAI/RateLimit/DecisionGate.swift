@@ -66,11 +66,6 @@ final class DecisionGate: Sendable {
     private let after = CacheLinePadding()
   }
 
-  /// 64 bytes that keep a hot field's neighbours off its cache line.
-  struct CacheLinePadding {
-    private let words: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (0, 0, 0, 0, 0, 0, 0, 0)
-  }
-
   init() {
     // One counter per CPU the system may bring online, rounded up to a power of two.
     let cpus = max(Int(sysconf(Int32(_SC_NPROCESSORS_CONF))), 1)
@@ -82,8 +77,8 @@ final class DecisionGate: Sendable {
 
   /// Comes in as a reader, unless a writer is in: then `nil`, and the caller goes through
   /// ``write(_:)``. A reader may read the guarded structure and change it only through
-  /// atomics, and must leave through ``leave(_:allowed:rejected:)`` with the counters it got here, which it
-  /// may add its decisions to.
+  /// atomics, and must leave through ``leave(_:allowed:rejected:)`` with the counters it got
+  /// here, adding its decisions to them.
   ///
   /// An enter and leave pair rather than a method that takes a closure: the decision path
   /// stays one function, with no closure context to build and no result to pass through
@@ -115,15 +110,16 @@ final class DecisionGate: Sendable {
     }
   }
 
-  /// Runs `read` as a reader if no writer is in, else `write` as the writer.
+  /// Runs `body`, which only reads, as a reader; if a writer is in, after it, on the write
+  /// side. Decides nothing.
   @inline(__always)
-  func read<R: Sendable>(_ read: () -> R, orWrite write: () -> R) -> R {
+  func read<R: Sendable>(_ body: () -> R) -> R {
     if let counters = enter() {
-      let result = read()
+      let result = body()
       leave(counters)
       return result
     }
-    return self.write { _ in write() }
+    return write { _ in body() }
   }
 
   /// Runs `body` with no reader or other writer inside, with counts to add its decisions to.
@@ -141,7 +137,7 @@ final class DecisionGate: Sendable {
   ///
   /// Readers that come in later see the flag and back out. So if, reading `entered` first and
   /// `left` second, `left` has caught up with `entered`, every reader counted in `entered` has
-  /// finished: those not yet finished could only make `left` smaller.
+  /// left: one still inside would have kept `left` below it.
   private func waitForReaders(of counters: CPUCounters) {
     var spins = 0
     while true {

@@ -90,5 +90,4 @@ struct SlidingWindowAllowance: ClientAllowance {
     guard let log else { return (0, 0) }
     return (log.slots.count - log.head, log.slots.count)
   }
-
 }

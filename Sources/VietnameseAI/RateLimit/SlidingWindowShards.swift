@@ -18,7 +18,7 @@ final class SlidingWindowShards: ClientStore {
     let state = Locked(ShardState())
     // Keeps neighbouring shards' locks off one cache line, so that two cores working on two
     // shards do not invalidate each other's line on every lock.
-    private let padding: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    private let padding = CacheLinePadding()
   }
 
   private let shards: [Shard] = (0..<shardCount).map { _ in Shard() }

@@ -64,7 +64,7 @@ final class TokenBucketTable: @unchecked Sendable {
 
   /// Occupied slots.
   var count: Int {
-    gate.read({ storage.pointee.count }, orWrite: { storage.pointee.count })
+    gate.read { storage.pointee.count }
   }
 
   /// Requests allowed and rejected so far.
@@ -118,7 +118,7 @@ final class TokenBucketTable: @unchecked Sendable {
       guard found else { return nil }
       return TokenBucketAllowance(packed: storage.pointee.entries[index].bucket.load(ordering: .relaxed))
     }
-    return gate.read(lookUp, orWrite: lookUp)
+    return gate.read(lookUp)
   }
 
   /// Removes `key`. Returns whether it was present.
@@ -141,10 +141,7 @@ final class TokenBucketTable: @unchecked Sendable {
     var candidates: [(key: String, hash: Int)] = []
     var start = 0
     while true {
-      let (found, end) = gate.read(
-        { scan(from: start, shouldRemove) },
-        orWrite: { scan(from: start, shouldRemove) }
-      )
+      let (found, end) = gate.read { scan(from: start, shouldRemove) }
       candidates += found
       guard let end else { break }
       start = end
