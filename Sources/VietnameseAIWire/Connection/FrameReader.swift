@@ -34,7 +34,10 @@ public struct FrameReader {
   public mutating func next() throws(WireError) -> FrameDecoder.Decoded? {
     guard let frame = try decoder.decodeNext(&buffered) else {
       if buffered.readerIndex > 0 && buffered.readableBytes == 0 {
-        buffered.clear()
+        // Let go of the read's buffer rather than clearing it: the channel reuses its
+        // receive buffers once nothing else holds them, and clearing one that the frames just
+        // read still share (their payloads are slices of it) would allocate a copy.
+        buffered = ByteBuffer()
       } else if buffered.readerIndex >= 64 * 1024 {
         buffered.discardReadBytes()
       }
