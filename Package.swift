@@ -33,10 +33,13 @@ let package = Package(
   ],
   targets: [
     // Core components: batching, streaming, rate limiting. No networking; time is injected.
+    // NIOCore only for `ByteBuffer`, which the batcher is specialized for: the server's
+    // byte models batch slices of what connections read, without copying them.
     .target(
       name: "VietnameseAI",
       dependencies: [
         "CCurrentCPU",
+        .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "HeapModule", package: "swift-collections"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),

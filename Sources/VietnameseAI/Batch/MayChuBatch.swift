@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 
 /// A dynamic batching server: gathers single requests into batches for a model.
@@ -183,6 +184,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   ///   cancelled.
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
+  @_specialize(exported:true,where DauVao == ByteBuffer, KetQua == ByteBuffer)
   public func duDoan(_ dauVao: DauVao, deadline: Duration? = nil) async throws -> KetQua {
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
     return try await withTaskCancellationHandler {
@@ -210,6 +212,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   ///   are more inputs than the queue can ever hold.
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
+  @_specialize(exported:true,where DauVao == ByteBuffer, KetQua == ByteBuffer)
   public func duDoanBatch(_ dauVao: [DauVao], deadline: Duration? = nil) async throws -> [KetQua] {
     if dauVao.isEmpty { return [] }
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -235,6 +238,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   /// - Returns: The requests' tickets, in order, for ``cancel(ticket:)``.
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
+  @_specialize(exported:true,where DauVao == ByteBuffer, KetQua == ByteBuffer)
   package func submitAll(
     _ requests: [(input: DauVao, deadline: Duration?, tag: UInt32)],
     sink: BatchSink<KetQua>
@@ -280,6 +284,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   /// - Returns: The ticket, for ``cancel(ticket:)``.
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
+  @_specialize(exported:true,where DauVao == ByteBuffer, KetQua == ByteBuffer)
   @discardableResult
   package func submitBatch(
     _ dauVao: [DauVao],

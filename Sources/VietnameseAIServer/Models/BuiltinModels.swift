@@ -1,3 +1,4 @@
+import NIOCore
 import VietnameseAI
 
 /// The models and generators `rpc-server` serves out of the box, so that it is useful before
@@ -17,7 +18,7 @@ public enum BuiltinModels {
   /// `echo`: answers every input with the same bytes. It costs nothing, so it measures the
   /// serving path itself.
   public static func echo(name: String = "echo", batching: Batching = Batching()) -> ServedModel {
-    .bytes(
+    .buffers(
       name: name,
       batcher: MayChuBatch(
         hamDuDoan: { $0 },

@@ -72,11 +72,32 @@ public final class ServedModel: Sendable {
   /// Serves `batcher`, encoding the outputs that are answered together (a batch's answers for
   /// one connection, the outputs of a `BATCH_PREDICT`) in one call, which may write them into
   /// one buffer.
-  init<DauVao, KetQua>(
+  convenience init<DauVao, KetQua>(
     name: String,
     batcher: MayChuBatch<DauVao, KetQua>,
     decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
     encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer]
+  ) {
+    self.init(
+      name: name,
+      batcher: batcher,
+      decode: decode,
+      encodeAll: encodeAll,
+      answers: { Self.answers($0, encodeAll) }
+    )
+  }
+
+  /// Serves `batcher`; `answers` turns a batch's outcomes for one connection into the bytes
+  /// of its answers, and `encodeAll` the outputs of a `BATCH_PREDICT`.
+  private init<DauVao, KetQua>(
+    name: String,
+    batcher: MayChuBatch<DauVao, KetQua>,
+    decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
+    encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer],
+    answers:
+      @escaping @Sendable ([BatchSink<KetQua>.Outcome]) -> [(
+        tag: UInt32, result: Result<ByteBuffer, any Error>
+      )]
   ) {
     self.name = name
     self.submitBatch = { items, deadline, completion in
@@ -85,7 +106,7 @@ public final class ServedModel: Sendable {
     }
     self.makeSink = { lane, executor, receive in
       let sink = BatchSink<KetQua>(lane: lane, executor: executor) { outcomes in
-        receive(Self.answers(outcomes, encodeAll))
+        receive(answers(outcomes))
       }
       return Sink { predicts in
         var refused: [(position: Int, error: any Error)] = []
@@ -125,7 +146,24 @@ public final class ServedModel: Sendable {
     )
   }
 
-  /// Serves a model of raw bytes in and out.
+  /// Serves a model of raw bytes in and out, without copying them: each input is a slice of
+  /// the bytes the connection read, and each output is copied once, into its answer's frame.
+  ///
+  /// The cheapest way to serve bytes. An input kept after its batch keeps the connection's
+  /// receive buffer alive with it; copy the bytes out (`getBytes`) to keep them longer.
+  public static func buffers(name: String, batcher: MayChuBatch<ByteBuffer, ByteBuffer>) -> ServedModel {
+    ServedModel(
+      name: name,
+      batcher: batcher,
+      decode: { $0 },
+      encodeAll: { $0 },
+      // The outcomes are already answers: no array is built for them.
+      answers: { $0 }
+    )
+  }
+
+  /// Serves a model of raw bytes in and out, as arrays: each input is copied out of the
+  /// connection's buffer. ``buffers(name:batcher:)`` serves bytes without that copy.
   public static func bytes(name: String, batcher: MayChuBatch<[UInt8], [UInt8]>) -> ServedModel {
     ServedModel(
       name: name,
