@@ -13,7 +13,8 @@ struct TicketTableTests {
     var table = TicketTable<Int>()
     var model: [UInt64: Int] = [:]
     var random = SplitMix64(seed: seed)
-    var next: UInt64 = 0
+    // Ticket ids start at 1; 0 marks a free slot.
+    var next: UInt64 = 1
     var displaced = 0
     for step in 0..<60_000 {
       switch random.next() % 10 {
@@ -43,6 +44,7 @@ struct TicketTableTests {
       default:
         let key = random.next() % (next + 100)
         #expect(table[key] == model[key], "ticket \(key)")
+        #expect(table.contains(key) == (model[key] != nil), "ticket \(key)")
       }
       #expect(table.count == model.count)
       displaced = max(displaced, table.displacedCount)

@@ -43,8 +43,9 @@ struct DeadlineQueue<Element: Comparable> {
 
   /// Keeps the elements `isIncluded` accepts, in O(n).
   mutating func filter(_ isIncluded: (Element) -> Bool) {
-    run = Deque(run.filter(isIncluded))
-    heap = Heap(heap.unordered.filter(isIncluded))
+    // In place, keeping the run's order and its storage.
+    run.removeAll { !isIncluded($0) }
+    if !heap.isEmpty { heap = Heap(heap.unordered.filter(isIncluded)) }
   }
 
   mutating func removeAll() {

@@ -113,6 +113,9 @@ extension MayChuBatch {
       var cancelTasks: [Task<Void, Never>] = []
       /// Outcomes for sinks, one group per sink, delivered after `resumptions`.
       var sinkOutcomes: [(sink: BatchSink<KetQua>, outcomes: [BatchSink<KetQua>.Outcome])] = []
+      /// How many more outcomes may follow, at most: a new group reserves room for them, so
+      /// that it is allocated once instead of growing one outcome at a time.
+      var outcomesToCome = 1
 
       var isEmpty: Bool {
         resumptions.isEmpty && batches.isEmpty && armTimer == nil && cancelTasks.isEmpty
@@ -130,7 +133,10 @@ extension MayChuBatch {
           }
           index -= 1
         }
-        sinkOutcomes.append((sink, [(tag, result)]))
+        var outcomes: [BatchSink<KetQua>.Outcome] = []
+        outcomes.reserveCapacity(outcomesToCome)
+        outcomes.append((tag, result))
+        sinkOutcomes.append((sink, outcomes))
       }
 
       /// Fails `waiter` with `error`.
@@ -385,7 +391,7 @@ extension MayChuBatch {
     /// Marks the running batches whose every ticket has ended as abandoned, and cancels them.
     private mutating func abandonUnwantedBatches(into actions: inout Actions) {
       for (id, batch) in running
-      where !batch.abandoned && batch.items.allSatisfy({ tickets[$0.ticket] == nil }) {
+      where !batch.abandoned && batch.items.allSatisfy({ !tickets.contains($0.ticket) }) {
         running[id]!.abandoned = true
         if let task = batch.task { actions.cancelTasks.append(task) }
       }
@@ -418,15 +424,18 @@ extension MayChuBatch {
 
     /// Removes entries of ended tickets from the front, so the timer is armed for a live one.
     private mutating func dropStaleDeadlines() {
-      while let first = deadlines.min, tickets[first.ticket] == nil { deadlines.removeMin() }
+      while let first = deadlines.min, !tickets.contains(first.ticket) { deadlines.removeMin() }
     }
 
     /// A ticket with a deadline ended: bound the stale entries it leaves in the queue.
     private mutating func deadlineEnded() {
       liveDeadlines -= 1
+      // Requests mostly end in the order they came, so the entries that went stale are
+      // mostly at the front: dropping them there keeps the queue small without a full pass.
+      dropStaleDeadlines()
       guard deadlines.count > 64, deadlines.count > 2 * liveDeadlines else { return }
       let tickets = self.tickets
-      deadlines.filter { tickets[$0.ticket] != nil }
+      deadlines.filter { tickets.contains($0.ticket) }
     }
 
     // MARK: Completion
@@ -440,11 +449,14 @@ extension MayChuBatch {
       running[id] = nil
       switch result {
       case .success(let outputs):
+        actions.outcomesToCome = batch.count
         for (item, output) in zip(batch, outputs) {
           deliver(output, to: item, now: now, into: &actions)
+          actions.outcomesToCome -= 1
         }
+        actions.outcomesToCome = 1
       case .failure(let error):
-        for item in batch where tickets[item.ticket] != nil {
+        for item in batch where tickets.contains(item.ticket) {
           fail(ticket: item.ticket, with: error, counter: \.failed, into: &actions)
         }
       }
@@ -454,30 +466,29 @@ extension MayChuBatch {
 
     private mutating func deliver(_ output: KetQua, to item: Item, now: Int64, into actions: inout Actions) {
       guard let slot = tickets.index(forKey: item.ticket) else { return }  // answered already
-      let ticket = tickets[slot]
       latency.record(nanoseconds: now - item.arrival)
       completed += 1
-      switch ticket.waiter {
-      case .single(let continuation):
-        answered(ticket, at: slot)
-        actions.resumptions.append(.single(continuation, .success(output)))
-      case .group(let continuation, let group):
+      // A group keeps its ticket until its last input is answered; any other ticket ends
+      // with this answer, and is moved out of the table rather than copied.
+      let group = tickets.update(at: slot) { ticket -> GroupResults? in
+        if case .group(_, let group) = ticket.waiter { return group }
+        return nil
+      }
+      if let group {
         group.results[item.index] = output
         group.remaining -= 1
-        if group.remaining == 0 {
-          answered(ticket, at: slot)
-          actions.resumptions.append(.group(continuation, .success(group.results.map { $0! })))
-        }
+        guard group.remaining == 0 else { return }
+      }
+      let ticket = tickets.remove(at: slot)
+      if ticket.deadline != nil { deadlineEnded() }
+      switch ticket.waiter {
+      case .single(let continuation):
+        actions.resumptions.append(.single(continuation, .success(output)))
+      case .group(let continuation, let group):
+        actions.resumptions.append(.group(continuation, .success(group.results.map { $0! })))
       case .tagged(let sink, let tag):
-        answered(ticket, at: slot)
         actions.append(.success(output), tag: tag, for: sink)
       }
-    }
-
-    /// Removes a ticket whose every item has its answer.
-    private mutating func answered(_ ticket: Ticket, at slot: TicketTable<Ticket>.Index) {
-      tickets.remove(at: slot)
-      if ticket.deadline != nil { deadlineEnded() }
     }
 
     /// Ends a ticket with an error: its queued items become tombstones, its caller is resumed.
@@ -530,7 +541,7 @@ extension MayChuBatch {
     /// timer always measures from a request somebody still waits for.
     private mutating func dropLeadingTombstones() {
       for lane in lanes.indices {
-        while let first = lanes[lane].first, tickets[first.ticket] == nil {
+        while let first = lanes[lane].first, !tickets.contains(first.ticket) {
           lanes[lane].removeFirst()
         }
       }
@@ -543,7 +554,7 @@ extension MayChuBatch {
       guard tombstones > 64, tombstones > liveQueued else { return }
       let tickets = self.tickets
       for lane in lanes.indices {
-        lanes[lane] = Deque(lanes[lane].filter { tickets[$0.ticket] != nil })
+        lanes[lane] = Deque(lanes[lane].filter { tickets.contains($0.ticket) })
       }
     }
 

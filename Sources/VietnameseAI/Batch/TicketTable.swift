@@ -14,8 +14,11 @@ struct TicketTable<Value> {
     case overflow(Dictionary<UInt64, Value>.Index)
   }
 
+  /// The id in each slot; 0, which is never a ticket, marks a free slot. Free slots are told
+  /// by their id, not by a `nil` value: testing an optional ticket for `nil` copies it, which
+  /// retains and releases its waiter, on every lookup.
   private var ids: [UInt64]
-  /// `nil` marks a free slot.
+  /// `nil` exactly where the id is 0.
   private var values: [Value?]
   private var overflow: [UInt64: Value] = [:]
   private(set) var count = 0
@@ -38,9 +41,14 @@ struct TicketTable<Value> {
 
   func index(forKey id: UInt64) -> Index? {
     let slot = home(of: id)
-    if ids[slot] == id && values[slot] != nil { return .slot(slot) }
+    if ids[slot] == id && id != 0 { return .slot(slot) }
     if overflow.isEmpty { return nil }
     return overflow.index(forKey: id).map { .overflow($0) }
+  }
+
+  /// Whether ticket `id` is in the table; unlike `self[id] != nil`, copies no ticket.
+  func contains(_ id: UInt64) -> Bool {
+    index(forKey: id) != nil
   }
 
   subscript(id: UInt64) -> Value? {
@@ -68,8 +76,9 @@ struct TicketTable<Value> {
     }
   }
 
-  /// Adds ticket `id`, which must not be in the table.
+  /// Adds ticket `id`, which must not be in the table and must not be 0.
   mutating func insert(_ value: Value, forKey id: UInt64) {
+    precondition(id != 0, "0 is not a ticket id")
     if (count + 1) * 2 > ids.count { grow() }
     place(value, forKey: id)
     count += 1
@@ -77,7 +86,7 @@ struct TicketTable<Value> {
 
   private mutating func place(_ value: Value, forKey id: UInt64) {
     let slot = home(of: id)
-    if values[slot] == nil {
+    if ids[slot] == 0 {
       ids[slot] = id
       values[slot] = value
     } else {
@@ -102,6 +111,7 @@ struct TicketTable<Value> {
     count -= 1
     switch index {
     case .slot(let slot):
+      ids[slot] = 0
       return values[slot].take()!
     case .overflow(let index):
       return overflow.remove(at: index).value
