@@ -70,11 +70,12 @@ final class CallbackLoad {
     }
   }
 
-  private func startCall(_ slot: Int) {
+  /// Starts the next call of `slot`; `now` is the time, when the caller has just read it.
+  private func startCall(_ slot: Int, now: NIODeadline? = nil) {
     guard shouldStart() else { return }
     inFlight += 1
     tally.issued += 1
-    began[slot] = .now()
+    began[slot] = now ?? .now()
     client.predict(model: model, input: payload, deadline: deadline, completion: completions[slot].call)
   }
 
@@ -82,10 +83,12 @@ final class CallbackLoad {
     inFlight -= 1
     switch result {
     case .success:
-      _ = tally.latencies.record(UInt64(max(0, (NIODeadline.now() - began[slot]).nanoseconds / 1000)))
+      // One clock read ends this call and begins the slot's next one.
+      let now = NIODeadline.now()
+      _ = tally.latencies.record(UInt64(max(0, (now - began[slot]).nanoseconds / 1000)))
       tally.ok += 1
       counts.done.add(1, ordering: .relaxed)
-      startCall(slot)
+      startCall(slot, now: now)
     case .failure(let error):
       tally.errors[error.code.name, default: 0] += 1
       tally.lastError = "\(error)"
