@@ -109,6 +109,8 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
       return .token(requestID: header.requestID, token)
     } else if type == .predict, let predict = Self.plainPredict(payload) {
       return .frame(WireFrame(requestID: header.requestID, message: .predict(predict)))
+    } else if type == .result, let output = Self.plainResult(payload) {
+      return .frame(WireFrame(requestID: header.requestID, message: .result(output)))
     }
     do {
       let message = try WireMessage.decodePayload(type: type, requestID: header.requestID, payload: payload)
@@ -138,6 +140,16 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
       let input = payload.getSlice(at: payload.readerIndex + inputStart, length: inputLength)
     else { return nil }
     return WireMessage.Predict(deadlineMilliseconds: deadline, model: model, input: input)
+  }
+
+  /// The output of a well-formed `RESULT` payload (`bytes32`, nothing after it), a slice of
+  /// the payload; `nil` sends the payload down the general path, which reports what is wrong
+  /// with it.
+  private static func plainResult(_ payload: ByteBuffer) -> ByteBuffer? {
+    guard let length = payload.getInteger(at: payload.readerIndex, as: UInt32.self),
+      Int(length) == payload.readableBytes - 4
+    else { return nil }
+    return payload.getSlice(at: payload.readerIndex + 4, length: Int(length))
   }
 
   /// The token of a well-formed `TOKEN` payload (`str32`, nothing after it); `nil` sends the
