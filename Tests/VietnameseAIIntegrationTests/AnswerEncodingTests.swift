@@ -10,13 +10,13 @@ struct AnswerEncodingTests {
 
   @Test("each answer is its own output's bytes, in order, errors in their places")
   func mixedOutcomes() throws {
-    let outcomes: [(tag: UInt32, result: Result<String, any Error>)] = [
-      (7, .success("một")),
-      (8, .failure(Refused())),
-      (9, .success("")),
-      (10, .success(String(repeating: "hai ", count: 300))),
-      (11, .failure(Refused())),
-      (12, .success("ba")),
+    let outcomes: [BatchSink<String>.Outcome] = [
+      .init(tag: 7, result: .success("một")),
+      .init(tag: 8, result: .failure(Refused())),
+      .init(tag: 9, result: .success("")),
+      .init(tag: 10, result: .success(String(repeating: "hai ", count: 300))),
+      .init(tag: 11, result: .failure(Refused())),
+      .init(tag: 12, result: .success("ba")),
     ]
     let answers = ServedModel.answers(outcomes) { outputs in
       ServedModel.inOneBuffer(outputs, size: { $0.utf8.count }, write: { $1.writeString($0) })
@@ -37,7 +37,7 @@ struct AnswerEncodingTests {
   @Test("no outputs, or only errors, encode to nothing")
   func nothingToEncode() {
     #expect(ServedModel.inOneBuffer([[UInt8]](), size: { $0.count }, write: { $1.writeBytes($0) }).isEmpty)
-    let failures: [(tag: UInt32, result: Result<[UInt8], any Error>)] = [(1, .failure(Refused()))]
+    let failures: [BatchSink<[UInt8]>.Outcome] = [.init(tag: 1, result: .failure(Refused()))]
     let answers = ServedModel.answers(failures) { outputs in
       ServedModel.inOneBuffer(outputs, size: { $0.count }, write: { $1.writeBytes($0) })
     }

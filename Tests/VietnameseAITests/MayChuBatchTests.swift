@@ -554,8 +554,9 @@ struct MayChuBatchTests {
     let h = try Harness(kichThuocBatch: 1, timeoutBatch: .zero, toiDaCho: 2, gated: true)
     let outcomes = Recorder<(tag: UInt32, outcome: String)>()
     let sink = BatchSink<Int> { delivered in
-      for (tag, result) in delivered {
-        switch result {
+      for outcome in delivered {
+        let tag = outcome.tag
+        switch outcome.result {
         case .success(let value): outcomes.append((tag, "\(value)"))
         case .failure(let error as VietnameseAIError): outcomes.append((tag, error.code.name))
         case .failure(let error): outcomes.append((tag, "\(type(of: error))"))
@@ -606,7 +607,7 @@ extension MayChuBatch {
   fileprivate func submit(_ input: DauVao, deadline: Duration?, sink: BatchSink<KetQua>, tag: UInt32)
     -> UInt64
   {
-    submitAll([(input, deadline, tag)], sink: sink).lowerBound
+    submitAll([Submission(input: input, deadline: deadline, tag: tag)], sink: sink).lowerBound
   }
 }
 

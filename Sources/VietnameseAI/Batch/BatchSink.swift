@@ -7,7 +7,19 @@
 /// call, which the connection turns into one hop.
 package final class BatchSink<KetQua: Sendable>: Sendable {
   /// One request's outcome, under the tag it was submitted with.
-  package typealias Outcome = (tag: UInt32, result: Result<KetQua, any Error>)
+  ///
+  /// A struct, not a tuple: arrays of a tuple with an enum inside are copied and destroyed
+  /// through the tuple's runtime type metadata, element by element, several times per
+  /// request.
+  package struct Outcome {
+    package var tag: UInt32
+    package var result: Result<KetQua, any Error>
+
+    package init(tag: UInt32, result: Result<KetQua, any Error>) {
+      self.tag = tag
+      self.result = result
+    }
+  }
 
   /// The queue its requests wait in. A server gives each event loop a lane of its own.
   let lane: Int

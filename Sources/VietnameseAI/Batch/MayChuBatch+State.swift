@@ -103,6 +103,12 @@ extension MayChuBatch {
       }
     }
 
+    /// A sink's outcomes from one transition.
+    struct SinkOutcomes {
+      let sink: BatchSink<KetQua>
+      var outcomes: [BatchSink<KetQua>.Outcome]
+    }
+
     /// What to do after a transition, outside the lock.
     struct Actions {
       var resumptions: [Resumption] = []
@@ -112,7 +118,7 @@ extension MayChuBatch {
       var armTimer: (at: Int64, generation: UInt64)?
       var cancelTasks: [Task<Void, Never>] = []
       /// Outcomes for sinks, one group per sink, delivered after `resumptions`.
-      var sinkOutcomes: [(sink: BatchSink<KetQua>, outcomes: [BatchSink<KetQua>.Outcome])] = []
+      var sinkOutcomes: [SinkOutcomes] = []
       /// How many more outcomes may follow, at most: a new group reserves room for them, so
       /// that it is allocated once instead of growing one outcome at a time.
       var outcomesToCome = 1
@@ -128,15 +134,15 @@ extension MayChuBatch {
         var index = sinkOutcomes.count - 1
         while index >= 0 {
           if sinkOutcomes[index].sink === sink {
-            sinkOutcomes[index].outcomes.append((tag, result))
+            sinkOutcomes[index].outcomes.append(BatchSink.Outcome(tag: tag, result: result))
             return
           }
           index -= 1
         }
         var outcomes: [BatchSink<KetQua>.Outcome] = []
         outcomes.reserveCapacity(outcomesToCome)
-        outcomes.append((tag, result))
-        sinkOutcomes.append((sink, outcomes))
+        outcomes.append(BatchSink.Outcome(tag: tag, result: result))
+        sinkOutcomes.append(SinkOutcomes(sink: sink, outcomes: outcomes))
       }
 
       /// Fails `waiter` with `error`.

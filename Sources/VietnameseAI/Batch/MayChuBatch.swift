@@ -231,6 +231,20 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
   }
 
+  /// One request for ``submitAll(_:sink:)``. A struct, not a tuple: a tuple with an optional
+  /// inside is copied and destroyed through its runtime type metadata.
+  package struct Submission {
+    package var input: DauVao
+    package var deadline: Duration?
+    package var tag: UInt32
+
+    package init(input: DauVao, deadline: Duration?, tag: UInt32) {
+      self.input = input
+      self.deadline = deadline
+      self.tag = tag
+    }
+  }
+
   /// Queues the requests a network front end read together, each answered through `sink`
   /// under its tag, under one lock: no task and no closure per request. A request refused at
   /// once (queue full, deadline passed) is answered through the sink too, outside the lock.
@@ -239,10 +253,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
   @_specialize(exported:true,where DauVao == ByteBuffer, KetQua == ByteBuffer)
-  package func submitAll(
-    _ requests: [(input: DauVao, deadline: Duration?, tag: UInt32)],
-    sink: BatchSink<KetQua>
-  ) -> Range<UInt64> {
+  package func submitAll(_ requests: [Submission], sink: BatchSink<KetQua>) -> Range<UInt64> {
     let first = nextTicket.wrappingAdd(UInt64(requests.count), ordering: .relaxed).oldValue
     let now = clock.nowNanoseconds()
     // The requests of one read mostly share their timeout: each distinct one is converted
@@ -256,7 +267,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
     let actions = state.withLock { state in
       var actions = State.Actions()
-      for (offset, request) in requests.enumerated() {
+      for offset in requests.indices {
+        let request = requests[offset]
         state.accept(
           ticket: first &+ UInt64(offset),
           waiter: .tagged(sink, tag: request.tag),
@@ -364,7 +376,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
       if let unwanted = state.withLock({ $0.attach(batchTask: task, id: id) }) { unwanted.cancel() }
     }
     for resumption in actions.resumptions { resumption.resume() }
-    for (sink, outcomes) in actions.sinkOutcomes { sink.deliver(outcomes) }
+    for group in actions.sinkOutcomes { group.sink.deliver(group.outcomes) }
     if let (due, generation) = actions.armTimer {
       let timer = Task { [clock] in
         guard (try? await clock.sleep(untilNanoseconds: due)) != nil else { return }

@@ -58,7 +58,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
   /// Predicts admitted from the current read but not yet submitted: they are rate-limited and
   /// handed to their batchers together, at the end of the read or before a frame of another
   /// kind. Empty between events.
-  private var pendingPredicts: [(id: UInt32, request: WireMessage.Predict)] = []
+  private var pendingPredicts: [ServedModel.TaggedPredict] = []
   /// One sink per model this connection sent requests to.
   private var sinks: [(model: ServedModel, sink: ServedModel.Sink)] = []
   private let gate = OutboundGate()
@@ -236,7 +236,7 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
     if case .predict(let request) = frame.message {
       guard admitPredict(id) else { return }
-      pendingPredicts.append((id, request))
+      pendingPredicts.append(ServedModel.TaggedPredict(id: id, request: request))
       return
     }
     submitPendingPredicts()
@@ -393,9 +393,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     guard phase != .closed else { return }
     let (allowed, refusal) = core.checkRateLimit(clientID, requests: pendingPredicts.count)
     if let refusal {
-      for (id, _) in pendingPredicts[allowed...] {
-        inFlight[id] = nil
-        send(.error(refusal), id: id)
+      for predict in pendingPredicts[allowed...] {
+        inFlight[predict.id] = nil
+        send(.error(refusal), id: predict.id)
       }
     }
     var start = 0
@@ -408,12 +408,12 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     }
   }
 
-  private func submit(_ predicts: ArraySlice<(id: UInt32, request: WireMessage.Predict)>, to name: String) {
+  private func submit(_ predicts: ArraySlice<ServedModel.TaggedPredict>, to name: String) {
     guard let model = core.models[name] else {
       let error = unknownModel(name)
-      for (id, _) in predicts {
-        inFlight[id] = nil
-        send(.error(error), id: id)
+      for predict in predicts {
+        inFlight[predict.id] = nil
+        send(.error(error), id: predict.id)
       }
       return
     }
@@ -423,7 +423,10 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     var tickets = submitted.tickets.makeIterator()
     var refused = submitted.refused.makeIterator()
     var nextRefused = refused.next()
-    for (position, (id, _)) in predicts.enumerated() {
+    var position = 0
+    for predict in predicts {
+      let id = predict.id
+      defer { position += 1 }
       if let (refusedAt, error) = nextRefused, refusedAt == position {
         // The input was refused before it reached the queue.
         nextRefused = refused.next()
@@ -452,8 +455,8 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     return sink
   }
 
-  private func finish(_ answers: [(tag: UInt32, result: Result<ByteBuffer, any Error>)]) {
-    for (id, result) in answers { finish(id, with: result.map(WireMessage.result)) }
+  private func finish(_ answers: [ServedModel.Answer]) {
+    for answer in answers { finish(answer.tag, with: answer.result.map(WireMessage.result)) }
   }
 
   private func batchPredict(_ request: WireMessage.BatchPredict, id: UInt32) {

@@ -33,8 +33,18 @@ public final class ServedModel: Sendable {
     /// request id: no closure per request, and a batch's answers for the connection arrive
     /// together. Takes the connection's own list, so a predict is copied once, into the
     /// queue.
-    let submitAll: @Sendable (ArraySlice<(id: UInt32, request: WireMessage.Predict)>) -> Submitted
+    let submitAll: @Sendable (ArraySlice<TaggedPredict>) -> Submitted
   }
+
+  /// A predict read from a connection, under its request id. A struct, not a tuple: a tuple
+  /// of an id and a message is copied and destroyed through its runtime type metadata.
+  struct TaggedPredict {
+    var id: UInt32
+    var request: WireMessage.Predict
+  }
+
+  /// An answer for a sink, by tag, already encoded.
+  package typealias Answer = BatchSink<ByteBuffer>.Outcome
 
   /// What became of the predicts given to a ``Sink``.
   struct Submitted {
@@ -45,7 +55,7 @@ public final class ServedModel: Sendable {
     var refused: [(position: Int, error: any Error)]
   }
   /// Answers for a sink, by tag, already encoded.
-  typealias SinkReceiver = @Sendable ([(tag: UInt32, result: Result<ByteBuffer, any Error>)]) -> Void
+  typealias SinkReceiver = @Sendable ([Answer]) -> Void
 
   let submitBatch: @Sendable ([ByteBuffer], Duration?, @escaping Completion<[ByteBuffer]>) throws -> UInt64
   let makeSink: @Sendable (_ lane: Int, _ executor: (any TaskExecutor)?, @escaping SinkReceiver) -> Sink
@@ -94,10 +104,7 @@ public final class ServedModel: Sendable {
     batcher: MayChuBatch<DauVao, KetQua>,
     decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
     encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer],
-    answers:
-      @escaping @Sendable ([BatchSink<KetQua>.Outcome]) -> [(
-        tag: UInt32, result: Result<ByteBuffer, any Error>
-      )]
+    answers: @escaping @Sendable ([BatchSink<KetQua>.Outcome]) -> [Answer]
   ) {
     self.name = name
     self.submitBatch = { items, deadline, completion in
@@ -110,15 +117,23 @@ public final class ServedModel: Sendable {
       }
       return Sink { predicts in
         var refused: [(position: Int, error: any Error)] = []
-        var accepted: [(input: DauVao, deadline: Duration?, tag: UInt32)] = []
+        var accepted: [MayChuBatch<DauVao, KetQua>.Submission] = []
         accepted.reserveCapacity(predicts.count)
-        for (position, (id, request)) in predicts.enumerated() {
+        var position = 0
+        for predict in predicts {
           do {
-            let deadline = WireProtocol.deadline(milliseconds: request.deadlineMilliseconds)
-            accepted.append((try decode(request.input), deadline, id))
+            let request = predict.request
+            accepted.append(
+              MayChuBatch.Submission(
+                input: try decode(request.input),
+                deadline: WireProtocol.deadline(milliseconds: request.deadlineMilliseconds),
+                tag: predict.id
+              )
+            )
           } catch {
             refused.append((position, error))
           }
+          position += 1
         }
         return Submitted(tickets: batcher.submitAll(accepted, sink: sink), refused: refused)
       }
@@ -182,7 +197,7 @@ public final class ServedModel: Sendable {
   package static func answers<KetQua>(
     _ outcomes: [BatchSink<KetQua>.Outcome],
     _ encodeAll: ([KetQua]) -> [ByteBuffer]
-  ) -> [(tag: UInt32, result: Result<ByteBuffer, any Error>)] {
+  ) -> [Answer] {
     var outputs: [KetQua] = []
     outputs.reserveCapacity(outcomes.count)
     for outcome in outcomes {
@@ -190,7 +205,7 @@ public final class ServedModel: Sendable {
     }
     var encoded = encodeAll(outputs).makeIterator()
     return outcomes.map { outcome in
-      (outcome.tag, outcome.result.map { _ in encoded.next()! })
+      Answer(tag: outcome.tag, result: outcome.result.map { _ in encoded.next()! })
     }
   }
 
