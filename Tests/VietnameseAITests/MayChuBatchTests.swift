@@ -3,7 +3,7 @@ import Dispatch
 import TestSupport
 import Testing
 
-@testable import VietnameseAI
+@_spi(Batching) @testable import VietnameseAI
 
 private struct Doubler: MoHinh {
   func duDoan(_ dauVao: Int) async throws -> Int { dauVao * 2 }

@@ -15,6 +15,7 @@ package final class BatchSink<KetQua: Sendable>: Sendable {
     package var tag: UInt32
     package var result: Result<KetQua, any Error>
 
+    @inlinable
     package init(tag: UInt32, result: Result<KetQua, any Error>) {
       self.tag = tag
       self.result = result

@@ -1,5 +1,5 @@
 public import NIOCore
-public import VietnameseAI
+@_spi(Batching) public import VietnameseAI
 import VietnameseAIWire
 
 /// A model the server offers under a name: a ``MayChuBatch`` plus how to turn the bytes of a
