@@ -456,8 +456,9 @@ extension MayChuBatch {
       switch result {
       case .success(let outputs):
         actions.outcomesToCome = batch.count
-        for (item, output) in zip(batch, outputs) {
-          deliver(output, to: item, now: now, into: &actions)
+        // By index, not zip: zip copies every item (a retain and a release of its input).
+        for index in batch.indices {
+          deliver(outputs[index], to: batch[index], now: now, into: &actions)
           actions.outcomesToCome -= 1
         }
         actions.outcomesToCome = 1

@@ -273,13 +273,14 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
     let actions = state.withLock { state in
       var actions = State.Actions()
+      // Fields are read in place: a copy of the whole request costs a call to its value
+      // witness.
       for offset in requests.indices {
-        let request = requests[offset]
         state.accept(
           ticket: first &+ UInt64(offset),
-          waiter: .tagged(sink, tag: request.tag),
-          inputs: CollectionOfOne(request.input),
-          deadline: request.deadline.map(deadline(after:)),
+          waiter: .tagged(sink, tag: requests[offset].tag),
+          inputs: CollectionOfOne(requests[offset].input),
+          deadline: requests[offset].deadline.map(deadline(after:)),
           now: now,
           into: &actions
         )

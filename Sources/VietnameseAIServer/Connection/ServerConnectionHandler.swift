@@ -423,11 +423,9 @@ final class ServerConnectionHandler: ChannelDuplexHandler {
     var tickets = submitted.tickets.makeIterator()
     var refused = submitted.refused.makeIterator()
     var nextRefused = refused.next()
-    var position = 0
-    for predict in predicts {
-      let id = predict.id
-      defer { position += 1 }
-      if let (refusedAt, error) = nextRefused, refusedAt == position {
+    for index in predicts.indices {
+      let id = predicts[index].id
+      if let (refusedAt, error) = nextRefused, refusedAt == index - predicts.startIndex {
         // The input was refused before it reached the queue.
         nextRefused = refused.next()
         inFlight[id] = nil

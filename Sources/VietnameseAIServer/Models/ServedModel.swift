@@ -119,21 +119,20 @@ public final class ServedModel: Sendable {
         var refused: [(position: Int, error: any Error)] = []
         var accepted: [MayChuBatch<DauVao, KetQua>.Submission] = []
         accepted.reserveCapacity(predicts.count)
-        var position = 0
-        for predict in predicts {
+        // Fields are read in place: a copy of a whole predict costs a call to its value
+        // witness.
+        for index in predicts.indices {
           do {
-            let request = predict.request
             accepted.append(
               MayChuBatch.Submission(
-                input: try decode(request.input),
-                deadline: WireProtocol.deadline(milliseconds: request.deadlineMilliseconds),
-                tag: predict.id
+                input: try decode(predicts[index].request.input),
+                deadline: WireProtocol.deadline(milliseconds: predicts[index].request.deadlineMilliseconds),
+                tag: predicts[index].id
               )
             )
           } catch {
-            refused.append((position, error))
+            refused.append((index - predicts.startIndex, error))
           }
-          position += 1
         }
         return Submitted(tickets: batcher.submitAll(accepted, sink: sink), refused: refused)
       }
