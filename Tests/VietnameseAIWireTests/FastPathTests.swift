@@ -27,6 +27,31 @@ struct FastPathTests {
     return bytes
   }
 
+  @Test("durations round up to whole milliseconds exactly, 0 for none, clamped to u32")
+  func millisecondsRoundingUp() {
+    let cases: [(Duration, UInt32)] = [
+      (.zero, 0), (.seconds(-1), 0), (.nanoseconds(-1), 0), (.nanoseconds(1), 1),
+      (.milliseconds(1), 1), (.microseconds(1001), 2), (.milliseconds(30_000), 30_000),
+      (.seconds(30) + .nanoseconds(1), 30_001), (.seconds(18) + .milliseconds(447), 18_447),
+      (Duration(secondsComponent: 0, attosecondsComponent: 1), 1),
+      (Duration(secondsComponent: 86_400, attosecondsComponent: 999_999_999_999_999_999), 86_401_000),
+      (.milliseconds(Int64(UInt32.max) - 1), UInt32.max - 1), (.milliseconds(Int64(UInt32.max)), UInt32.max),
+      (.seconds(Int64.max), UInt32.max),
+    ]
+    for (duration, expected) in cases {
+      #expect(WireProtocol.milliseconds(roundingUp: duration) == expected, "\(duration)")
+    }
+    // Against exact arithmetic on the components, across the 2^64-attosecond boundary.
+    var rng = SplitMix64(seed: 7)
+    for _ in 0..<10_000 {
+      let seconds = Int64(rng.next() % 100_000)
+      let attoseconds = Int64(rng.next() % 1_000_000_000_000_000_000)
+      let duration = Duration(secondsComponent: seconds, attosecondsComponent: attoseconds)
+      let exact = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+      #expect(WireProtocol.milliseconds(roundingUp: duration) == UInt32(exact))
+    }
+  }
+
   @Test("UTF-8 validation agrees with the standard library on random and boundary inputs")
   func utf8Validation() {
     var rng = SplitMix64(seed: 0x5EED_0001)

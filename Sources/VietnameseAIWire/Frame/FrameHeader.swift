@@ -51,11 +51,21 @@ public enum WireProtocol {
 
   /// A duration as the protocol's `u32` milliseconds (`deadline_ms`, `retry_after_ms`):
   /// rounded up, so that a peer never acts early; 0 for zero or less; at most `UInt32.max`.
+  ///
+  /// A client converts every call's deadline, so this is one machine division: `Duration`
+  /// counts attoseconds in 128 bits (its public `_high` and `_low` halves), and dividing them
+  /// by 10^15 at once fits one 128-by-64-bit division, where `components` divides all 128
+  /// bits by 10^18 in software.
   public static func milliseconds(roundingUp duration: Duration) -> UInt32 {
-    let (seconds, attoseconds) = duration.components
-    if seconds < 0 || (seconds == 0 && attoseconds <= 0) { return 0 }
-    let milliseconds = Double(seconds) * 1000 + (Double(attoseconds) / 1e15).rounded(.up)
-    return UInt32(min(milliseconds, Double(UInt32.max)))
+    let high = duration._high
+    let low = duration._low
+    if high < 0 || (high == 0 && low == 0) { return 0 }
+    let attosecondsPerMillisecond: UInt64 = 1_000_000_000_000_000
+    // Beyond this the quotient needs more than 64 bits (and is far beyond `UInt32.max`).
+    guard UInt64(high) < attosecondsPerMillisecond else { return .max }
+    let (quotient, remainder) = attosecondsPerMillisecond.dividingFullWidth((UInt64(high), low))
+    guard quotient < UInt64(UInt32.max) else { return .max }
+    return UInt32(quotient) + (remainder == 0 ? 0 : 1)
   }
 
   /// A `deadline_ms` as a duration: `nil` for 0, which means no deadline.
