@@ -190,8 +190,13 @@ final class CallTable: Sendable {
     let entry = state.withLock { state -> Entry? in
       // A reserved id has sent nothing: a frame for it is not its answer. (Only registered
       // calls are ever abandoned.)
-      guard let slot = state.slots.index(of: id), state.slots[slot].call != nil else { return nil }
+      guard let slot = state.slots.index(of: id) else { return nil }
+      // Moved out, not copied; a reservation goes back.
       let entry = state.slots.remove(at: slot)
+      guard entry.call != nil else {
+        state.slots.insert(entry)
+        return nil
+      }
       return entry.abandoned ? nil : entry
     }
     guard let entry else { return }
@@ -264,21 +269,27 @@ final class CallTable: Sendable {
   /// apart in the smaller array stay apart in the larger one. A slot of an abandoned call stays
   /// taken until the server's terminal frame, as the server still counts the call.
   private struct Slots {
+    /// The id in each slot; 0, which is never a request id, marks a free slot. Slots are
+    /// told free by their id: testing an optional entry for `nil`, or reading its id, goes
+    /// through the entry's value witnesses and copies its completion.
+    private var ids: [UInt32]
+    /// `nil` exactly where the id is 0.
     private var entries: [Entry?]
     private(set) var count = 0
 
     init(size: Int = 64) {
+      ids = Array(repeating: 0, count: size)
       entries = Array(repeating: nil, count: size)
     }
 
-    private var mask: Int { entries.count - 1 }
+    private var mask: Int { ids.count - 1 }
 
-    func isFree(_ id: UInt32) -> Bool { entries[Int(id) & mask] == nil }
+    func isFree(_ id: UInt32) -> Bool { ids[Int(id) & mask] == 0 }
 
     /// The slot of `id`, if it is in the table.
     func index(of id: UInt32) -> Int? {
       let slot = Int(id) & mask
-      return entries[slot]?.id == id ? slot : nil
+      return id != 0 && ids[slot] == id ? slot : nil
     }
 
     subscript(slot: Int) -> Entry {
@@ -288,13 +299,13 @@ final class CallTable: Sendable {
 
     /// The slots of calls whose callers still wait (neither abandoned nor merely reserved).
     func waiting() -> [Int] {
-      entries.indices.filter { entries[$0]?.isWaiting == true }
+      ids.indices.filter { ids[$0] != 0 && entries[$0]!.isWaiting }
     }
 
     /// Grows the array, if needed, so that it is at most half full with `needed` ids.
     mutating func reserveCapacity(_ needed: Int) {
-      guard needed * 2 > entries.count else { return }
-      var size = entries.count
+      guard needed * 2 > ids.count else { return }
+      var size = ids.count
       while needed * 2 > size { size *= 2 }
       var grown = Slots(size: size)
       for case let entry? in entries { grown.insert(entry) }
@@ -305,7 +316,8 @@ final class CallTable: Sendable {
     mutating func insert(_ entry: Entry) {
       reserveCapacity(count + 1)
       let slot = Int(entry.id) & mask
-      precondition(entries[slot] == nil, "request id \(entry.id) given out twice")
+      precondition(entry.id != 0 && ids[slot] == 0, "request id \(entry.id) given out twice")
+      ids[slot] = entry.id
       entries[slot] = entry
       count += 1
     }
@@ -313,6 +325,7 @@ final class CallTable: Sendable {
     @discardableResult
     mutating func remove(at slot: Int) -> Entry {
       count -= 1
+      ids[slot] = 0
       return entries[slot].take()!
     }
 
