@@ -607,7 +607,9 @@ extension MayChuBatch {
   fileprivate func submit(_ input: DauVao, deadline: Duration?, sink: BatchSink<KetQua>, tag: UInt32)
     -> UInt64
   {
-    submitAll([Submission(input: input, deadline: deadline, tag: tag)], sink: sink).lowerBound
+    let milliseconds = deadline.map { UInt32(($0 / .milliseconds(1)).rounded(.up)) } ?? 0
+    return submitAll([Submission(input: input, deadlineMilliseconds: milliseconds, tag: tag)], sink: sink)
+      .lowerBound
   }
 }
 

@@ -234,19 +234,24 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   /// One request for ``submitAll(_:sink:)``. A struct, not a tuple: a tuple with an optional
   /// inside is copied and destroyed through its runtime type metadata.
   ///
+  /// Small on purpose: the input and two 32-bit words. The deadline is whole milliseconds
+  /// from now, 0 for none, as a network front end reads it; an optional `Duration` made the
+  /// struct large enough that every copy of it went through its value witness, looked up at
+  /// run time, and converting a `Duration` divides 128 bits.
+  ///
   /// SPI with an inlinable initializer, so that a front end in another module builds it in
   /// place, specialised: a `package` initializer is not inlined across modules, and the
   /// generic call it compiles to took 3% of a server's time.
   @_spi(Batching)
   public struct Submission {
     public var input: DauVao
-    public var deadline: Duration?
+    public var deadlineMilliseconds: UInt32
     public var tag: UInt32
 
     @inlinable
-    public init(input: DauVao, deadline: Duration?, tag: UInt32) {
+    public init(input: DauVao, deadlineMilliseconds: UInt32, tag: UInt32) {
       self.input = input
-      self.deadline = deadline
+      self.deadlineMilliseconds = deadlineMilliseconds
       self.tag = tag
     }
   }
@@ -262,34 +267,27 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   package func submitAll(_ requests: [Submission], sink: BatchSink<KetQua>) -> Range<UInt64> {
     let first = nextTicket.wrappingAdd(UInt64(requests.count), ordering: .relaxed).oldValue
     let now = clock.nowNanoseconds()
-    // The requests of one read mostly share their timeout: each distinct one is converted
-    // once, as `Duration` arithmetic is 128-bit.
-    var converted: (timeout: Duration, at: Int64)?
-    func deadline(after timeout: Duration) -> Int64 {
-      if let converted, converted.timeout == timeout { return converted.at }
-      let at = now.addingSaturating(timeout.nanoseconds)
-      converted = (timeout, at)
-      return at
-    }
-    let actions = state.withLock { state in
-      var actions = State.Actions()
-      // Fields are read in place: a copy of the whole request costs a call to its value
-      // witness.
-      for offset in requests.indices {
-        state.accept(
-          ticket: first &+ UInt64(offset),
-          waiter: .tagged(sink, tag: requests[offset].tag),
-          inputs: CollectionOfOne(requests[offset].input),
-          deadline: requests[offset].deadline.map(deadline(after:)),
-          now: now,
-          into: &actions
-        )
-        // As if submitted one by one: a free worker takes the first at once, so the queue
-        // bound counts the same requests as waiting. The batch tops up with the rest when
-        // its task starts.
-        state.dispatch(now: now, into: &actions)
+    // Fields are read in place, through a buffer pointer: reading them through the array
+    // copied each whole request, through its value witness.
+    let actions = requests.withUnsafeBufferPointer { requests in
+      state.withLock { state in
+        var actions = State.Actions()
+        for offset in requests.indices {
+          state.accept(
+            ticket: first &+ UInt64(offset),
+            waiter: .tagged(sink, tag: requests[offset].tag),
+            inputs: CollectionOfOne(requests[offset].input),
+            deadline: Self.deadline(milliseconds: requests[offset].deadlineMilliseconds, after: now),
+            now: now,
+            into: &actions
+          )
+          // As if submitted one by one: a free worker takes the first at once, so the queue
+          // bound counts the same requests as waiting. The batch tops up with the rest when
+          // its task starts.
+          state.dispatch(now: now, into: &actions)
+        }
+        return actions
       }
-      return actions
     }
     perform(actions)
     return first..<(first &+ UInt64(requests.count))
@@ -441,6 +439,15 @@ extension MayChuBatch {
   /// The outcome of a batch that nobody waited for; it reaches no caller.
   static var abandoned: VietnameseAIError {
     VietnameseAIError(code: .modelFailed, message: "the batch was abandoned by all its callers")
+  }
+}
+
+extension MayChuBatch {
+  /// The clock reading at which a deadline of `milliseconds` from `now` passes; `nil` for 0,
+  /// which means none.
+  @inline(__always)
+  static func deadline(milliseconds: UInt32, after now: Int64) -> Int64? {
+    milliseconds == 0 ? nil : now.addingSaturating(Int64(milliseconds) * 1_000_000)
   }
 }
 

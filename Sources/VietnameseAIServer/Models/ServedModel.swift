@@ -126,7 +126,7 @@ public final class ServedModel: Sendable {
             accepted.append(
               MayChuBatch.Submission(
                 input: try decode(predicts[index].request.input),
-                deadline: WireProtocol.deadline(milliseconds: predicts[index].request.deadlineMilliseconds),
+                deadlineMilliseconds: predicts[index].request.deadlineMilliseconds,
                 tag: predicts[index].id
               )
             )
