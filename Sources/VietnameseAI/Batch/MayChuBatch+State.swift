@@ -119,9 +119,6 @@ extension MayChuBatch {
       var cancelTasks: [Task<Void, Never>] = []
       /// Outcomes for sinks, one group per sink, delivered after `resumptions`.
       var sinkOutcomes: [SinkOutcomes] = []
-      /// How many more outcomes may follow, at most: a new group reserves room for them, so
-      /// that it is allocated once instead of growing one outcome at a time.
-      var outcomesToCome = 1
 
       var isEmpty: Bool {
         resumptions.isEmpty && batches.isEmpty && armTimer == nil && cancelTasks.isEmpty
@@ -130,7 +127,16 @@ extension MayChuBatch {
 
       /// Adds an outcome to its sink's group. A batch serves a handful of sinks (connections),
       /// and runs of one sink's requests are common, so the search starts from the last group.
-      mutating func append(_ result: Result<KetQua, any Error>, tag: UInt32, for sink: BatchSink<KetQua>) {
+      ///
+      /// `reserving` is how many outcomes this one and those after it may add at most: a new
+      /// group reserves room for them, so that it is allocated once instead of growing one
+      /// outcome at a time.
+      mutating func append(
+        _ result: Result<KetQua, any Error>,
+        tag: UInt32,
+        for sink: BatchSink<KetQua>,
+        reserving: Int = 1
+      ) {
         var index = sinkOutcomes.count - 1
         while index >= 0 {
           if sinkOutcomes[index].sink === sink {
@@ -140,7 +146,7 @@ extension MayChuBatch {
           index -= 1
         }
         var outcomes: [BatchSink<KetQua>.Outcome] = []
-        outcomes.reserveCapacity(outcomesToCome)
+        outcomes.reserveCapacity(reserving)
         outcomes.append(BatchSink.Outcome(tag: tag, result: result))
         sinkOutcomes.append(SinkOutcomes(sink: sink, outcomes: outcomes))
       }
@@ -455,13 +461,10 @@ extension MayChuBatch {
       running[id] = nil
       switch result {
       case .success(let outputs):
-        actions.outcomesToCome = batch.count
         // By index, not zip: zip copies every item (a retain and a release of its input).
         for index in batch.indices {
-          deliver(outputs[index], to: batch[index], now: now, into: &actions)
-          actions.outcomesToCome -= 1
+          deliver(outputs[index], to: batch[index], remaining: batch.count - index, now: now, into: &actions)
         }
-        actions.outcomesToCome = 1
       case .failure(let error):
         for item in batch where tickets.contains(item.ticket) {
           fail(ticket: item.ticket, with: error, counter: \.failed, into: &actions)
@@ -471,7 +474,14 @@ extension MayChuBatch {
       return actions
     }
 
-    private mutating func deliver(_ output: KetQua, to item: Item, now: Int64, into actions: inout Actions) {
+    /// Answers `item` with `output`; `remaining` counts it and the batch's items after it.
+    private mutating func deliver(
+      _ output: KetQua,
+      to item: Item,
+      remaining: Int,
+      now: Int64,
+      into actions: inout Actions
+    ) {
       guard let slot = tickets.index(forKey: item.ticket) else { return }  // answered already
       latency.record(nanoseconds: now - item.arrival)
       completed += 1
@@ -494,7 +504,7 @@ extension MayChuBatch {
       case .group(let continuation, let group):
         actions.resumptions.append(.group(continuation, .success(group.results.map { $0! })))
       case .tagged(let sink, let tag):
-        actions.append(.success(output), tag: tag, for: sink)
+        actions.append(.success(output), tag: tag, for: sink, reserving: remaining)
       }
     }
 

@@ -267,27 +267,23 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   package func submitAll(_ requests: [Submission], sink: BatchSink<KetQua>) -> Range<UInt64> {
     let first = nextTicket.wrappingAdd(UInt64(requests.count), ordering: .relaxed).oldValue
     let now = clock.nowNanoseconds()
-    // Fields are read in place, through a buffer pointer: reading them through the array
-    // copied each whole request, through its value witness.
-    let actions = requests.withUnsafeBufferPointer { requests in
-      state.withLock { state in
-        var actions = State.Actions()
-        for offset in requests.indices {
-          state.accept(
-            ticket: first &+ UInt64(offset),
-            waiter: .tagged(sink, tag: requests[offset].tag),
-            inputs: CollectionOfOne(requests[offset].input),
-            deadline: Self.deadline(milliseconds: requests[offset].deadlineMilliseconds, after: now),
-            now: now,
-            into: &actions
-          )
-          // As if submitted one by one: a free worker takes the first at once, so the queue
-          // bound counts the same requests as waiting. The batch tops up with the rest when
-          // its task starts.
-          state.dispatch(now: now, into: &actions)
-        }
-        return actions
+    let actions = state.withLock { state in
+      var actions = State.Actions()
+      for offset in requests.indices {
+        state.accept(
+          ticket: first &+ UInt64(offset),
+          waiter: .tagged(sink, tag: requests[offset].tag),
+          inputs: CollectionOfOne(requests[offset].input),
+          deadline: Self.deadline(milliseconds: requests[offset].deadlineMilliseconds, after: now),
+          now: now,
+          into: &actions
+        )
+        // As if submitted one by one: a free worker takes the first at once, so the queue
+        // bound counts the same requests as waiting. The batch tops up with the rest when
+        // its task starts.
+        state.dispatch(now: now, into: &actions)
       }
+      return actions
     }
     perform(actions)
     return first..<(first &+ UInt64(requests.count))

@@ -109,7 +109,7 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
       return .token(requestID: header.requestID, token)
     } else if type == .predict, let predict = Self.plainPredict(payload) {
       return .frame(WireFrame(requestID: header.requestID, message: .predict(predict)))
-    } else if type == .result, let output = Self.plainResult(payload) {
+    } else if type == .result, let output = Self.soleField32(payload) {
       return .frame(WireFrame(requestID: header.requestID, message: .result(output)))
     }
     do {
@@ -142,25 +142,21 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
     return WireMessage.Predict(deadlineMilliseconds: deadline, model: model, input: input)
   }
 
-  /// The output of a well-formed `RESULT` payload (`bytes32`, nothing after it), a slice of
-  /// the payload; `nil` sends the payload down the general path, which reports what is wrong
-  /// with it.
-  private static func plainResult(_ payload: ByteBuffer) -> ByteBuffer? {
+  /// The token of a well-formed `TOKEN` payload (`str32`, nothing after it); `nil` sends the
+  /// payload down the general path, which reports what is wrong with it.
+  private static func plainToken(_ payload: ByteBuffer) -> String? {
+    guard var text = soleField32(payload) else { return nil }
+    return text.readValidatedUTF8(length: text.readableBytes)
+  }
+
+  /// The bytes of a payload that is exactly one field with a `u32` length prefix, as a slice:
+  /// a well-formed `RESULT`'s output (`bytes32`), or a `TOKEN`'s text before validation.
+  /// `nil` sends the payload down the general path, which reports what is wrong with it.
+  private static func soleField32(_ payload: ByteBuffer) -> ByteBuffer? {
     guard let length = payload.getInteger(at: payload.readerIndex, as: UInt32.self),
       Int(length) == payload.readableBytes - 4
     else { return nil }
     return payload.getSlice(at: payload.readerIndex + 4, length: Int(length))
-  }
-
-  /// The token of a well-formed `TOKEN` payload (`str32`, nothing after it); `nil` sends the
-  /// payload down the general path, which reports what is wrong with it.
-  private static func plainToken(_ payload: ByteBuffer) -> String? {
-    guard let length = payload.getInteger(at: payload.readerIndex, as: UInt32.self),
-      Int(length) == payload.readableBytes - 4
-    else { return nil }
-    var text = payload
-    text.moveReaderIndex(forwardBy: 4)
-    return text.readValidatedUTF8(length: Int(length))
   }
 
   /// Reads and validates the header without consuming it. Every check that needs only the
