@@ -32,6 +32,15 @@ let package = Package(
     .package(url: "https://github.com/pointfreeco/swift-clocks", from: "1.0.0"),
   ],
   targets: [
+    // Low-level helpers every other module may use: the lock, the event-loop task executor,
+    // cache-line padding.
+    .target(
+      name: "VietnameseAIConcurrency",
+      dependencies: [
+        .product(name: "NIOCore", package: "swift-nio")
+      ],
+      swiftSettings: swiftSettings
+    ),
     // Core components: batching, streaming, rate limiting. No networking; time is injected.
     // NIOCore only for `ByteBuffer`, which the batcher is specialized for: the server's
     // byte models batch slices of what connections read, without copying them.
@@ -39,6 +48,7 @@ let package = Package(
       name: "VietnameseAI",
       dependencies: [
         "CCurrentCPU",
+        "VietnameseAIConcurrency",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "HeapModule", package: "swift-collections"),
@@ -68,6 +78,7 @@ let package = Package(
       name: "VietnameseAIServer",
       dependencies: [
         "VietnameseAI",
+        "VietnameseAIConcurrency",
         "VietnameseAIWire",
         .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -81,7 +92,7 @@ let package = Package(
     .target(
       name: "VietnameseAIClient",
       dependencies: [
-        "VietnameseAI",
+        "VietnameseAIConcurrency",
         "VietnameseAIWire",
         .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "NIOCore", package: "swift-nio"),
@@ -133,6 +144,7 @@ let package = Package(
       name: "TestSupport",
       dependencies: [
         "VietnameseAI",
+        "VietnameseAIConcurrency",
         "VietnameseAIWire",
         .product(name: "NIOCore", package: "swift-nio"),
       ],
@@ -140,9 +152,17 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
     .testTarget(
+      name: "VietnameseAIConcurrencyTests",
+      dependencies: [
+        "VietnameseAIConcurrency"
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
       name: "VietnameseAITests",
       dependencies: [
         "VietnameseAI",
+        "VietnameseAIConcurrency",
         "TestSupport",
         .product(name: "Clocks", package: "swift-clocks"),
       ],
@@ -163,6 +183,7 @@ let package = Package(
       name: "VietnameseAIIntegrationTests",
       dependencies: [
         "VietnameseAI",
+        "VietnameseAIConcurrency",
         "VietnameseAIWire",
         "VietnameseAIServer",
         "VietnameseAIClient",

@@ -26,8 +26,6 @@ struct SentimentModel: MoHinh {
   }
 }
 
-// Keeps the memory of each read burst's buffers mapped for the next (see `MallocTuning`).
-MallocTuning.keepFreedMemoryForReuse()
 let logger = Logger(label: "custom-model-server")
 let server = RPCServer(
   configuration: .init(),

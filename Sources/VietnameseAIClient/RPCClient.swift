@@ -1,6 +1,7 @@
 public import NIOCore
 import NIOPosix
 import Synchronization
+import VietnameseAIConcurrency
 import VietnameseAIWire
 
 #if canImport(Glibc)

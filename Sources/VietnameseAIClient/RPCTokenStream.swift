@@ -1,5 +1,5 @@
 import DequeModule
-@_spi(Locking) import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// The tokens of one stream, as returned by ``RPCClient/stream(prompt:model:deadline:)``.
 ///

@@ -3,7 +3,7 @@ import NIOCore
 import NIOPosix
 public import ServiceLifecycle
 import Synchronization
-@_spi(Locking) import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// The serving process: models, generators and a rate limiter behind the binary protocol, on
 /// SwiftNIO.

@@ -1,5 +1,5 @@
 public import Testing
-@_spi(Locking) import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// Waits until `condition` holds, polling; records an issue and throws after `timeout`.
 /// The condition may itself wait (for a network round trip, say).

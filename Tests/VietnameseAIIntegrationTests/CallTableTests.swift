@@ -2,7 +2,7 @@ import NIOCore
 import Synchronization
 import TestSupport
 import Testing
-@_spi(Locking) import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
 import VietnameseAIWire
 
 @testable import VietnameseAIClient

@@ -2,7 +2,7 @@ import NIOCore
 import NIOPosix
 import TestSupport
 import Testing
-@_spi(Locking) import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
 import VietnameseAIWire
 
 /// A TCP connection that sends exactly the bytes a test gives it and decodes what the server

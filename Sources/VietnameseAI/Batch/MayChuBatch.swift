@@ -1,5 +1,6 @@
 import NIOCore
 import Synchronization
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// A dynamic batching server: gathers single requests into batches for a model.
 ///

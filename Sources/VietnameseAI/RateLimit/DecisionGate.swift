@@ -1,5 +1,6 @@
 internal import CCurrentCPU
 import Synchronization
+@_spi(Locking) import VietnameseAIConcurrency
 
 #if canImport(Glibc)
   import Glibc

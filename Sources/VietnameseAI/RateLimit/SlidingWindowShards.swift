@@ -1,3 +1,5 @@
+@_spi(Locking) import VietnameseAIConcurrency
+
 /// The sliding windows of all clients, split over 64 shards, each behind its own lock.
 ///
 /// A window's log is an array that a decision may grow, so it cannot change by one

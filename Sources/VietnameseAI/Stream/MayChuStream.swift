@@ -1,4 +1,5 @@
 import Synchronization
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// A token streaming server for LLM output, as plain tokens or as Server-Sent Events.
 ///

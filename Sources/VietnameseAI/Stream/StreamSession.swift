@@ -1,4 +1,5 @@
 import Synchronization
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// One running stream: its generator task, its timeout task, and the promise to end exactly
 /// once.

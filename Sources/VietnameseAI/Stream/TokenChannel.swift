@@ -1,5 +1,6 @@
 import DequeModule
 import Synchronization
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// A bounded single-producer, single-consumer channel of tokens with backpressure.
 ///

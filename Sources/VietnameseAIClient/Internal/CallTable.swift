@@ -1,5 +1,5 @@
 import NIOCore
-@_spi(Locking) import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
 import VietnameseAIWire
 
 /// The calls in flight on one connection, shared by the tasks that make calls and the event

@@ -1,4 +1,5 @@
 import NIOCore
+import VietnameseAIConcurrency
 import VietnameseAIWire
 
 /// Each event loop's lane in the models' batchers (see `BatchSink`).

@@ -1,5 +1,5 @@
 import NIOCore
-@_spi(Locking) import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// The server's open connections: it enforces the connection limit and reaches every
 /// connection when the server drains or gives up draining.

@@ -1,5 +1,5 @@
 import DequeModule
-@_spi(Locking) import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// Lets generator tasks hand tokens to a connection's event loop without outrunning the
 /// socket.

@@ -1,6 +1,6 @@
 import Testing
 
-@_spi(Locking) @testable import VietnameseAI
+@_spi(Locking) @testable import VietnameseAIConcurrency
 
 #if canImport(Glibc)
   import Glibc

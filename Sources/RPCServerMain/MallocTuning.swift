@@ -15,11 +15,10 @@
 /// This raises the size below which allocations come from the arenas (16 MiB) and the free
 /// space an arena keeps before trimming (64 MiB), so the memory a process has used for
 /// buffers stays mapped for the next ones; a process that goes quiet keeps at most that much
-/// free space per arena. Process-wide: a server executable calls it once at startup (as
-/// `rpc-server` does); the server library never does on its own. Elsewhere than glibc it does
-/// nothing.
-public enum MallocTuning {
-  public static func keepFreedMemoryForReuse() {
+/// free space per arena. Process-wide, so the executable sets it once at startup, never the
+/// server library. Elsewhere than glibc it does nothing.
+enum MallocTuning {
+  static func keepFreedMemoryForReuse() {
     #if canImport(Glibc)
       // `mallopt` is declared in <malloc.h>, which the Glibc module does not export; its
       // parameter numbers are glibc's stable ABI.
