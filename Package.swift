@@ -180,6 +180,32 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
     .testTarget(
+      name: "VietnameseAIServerTests",
+      dependencies: [
+        "VietnameseAI",
+        "VietnameseAIConcurrency",
+        "VietnameseAIServer",
+        "VietnameseAIWire",
+        "TestSupport",
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "VietnameseAIClientTests",
+      dependencies: [
+        "VietnameseAIClient",
+        "VietnameseAIConcurrency",
+        "VietnameseAIWire",
+        "TestSupport",
+        .product(name: "NIOCore", package: "swift-nio"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // A loopback server driven by the client and by raw bytes, and the executables as
+    // processes.
+    .testTarget(
       name: "VietnameseAIIntegrationTests",
       dependencies: [
         "VietnameseAI",
