@@ -163,6 +163,40 @@ struct MayChuStreamTests {
     try await eventually("generator cancelled") { generator.terminated.current == 1 }
   }
 
+  @Test("a caller's deadline shorter than the timeout ends the stream with deadlineExceeded")
+  func streamDeadline() async throws {
+    let clock = TestClock()
+    let generator = ManualGenerator()
+    let server = generator.server(timeout: .seconds(60), clock: clock)
+    let errors = Recorder<any Error>()
+    server.sinhCallback(
+      "x",
+      clientID: nil,
+      generator: nil,
+      deadline: .seconds(2),
+      onToken: { _ in },
+      onDone: {},
+      onError: { errors.append($0) }
+    )
+    try await eventually("generator started") { generator.continuations.count == 1 }
+    await clock.advance(by: .milliseconds(1999))
+    #expect(errors.count == 0)
+    await clock.advance(by: .milliseconds(1))
+    try await eventually("the stream ended") { errors.count == 1 }
+    #expect((errors.all.first as? VietnameseAIError)?.code == .deadlineExceeded)
+    let stats = server.layThongKe()
+    #expect(stats.clientHienTai == 0 && stats.timeouts == 1)
+  }
+
+  @Test("the shorter of the timeout and the deadline ends a stream")
+  func limitChoice() {
+    #expect(MayChuStream.limit(timeout: .seconds(60), deadline: nil)?.1.code == .streamTimeout)
+    #expect(MayChuStream.limit(timeout: .seconds(60), deadline: .seconds(5))?.0 == .seconds(5))
+    #expect(MayChuStream.limit(timeout: .seconds(5), deadline: .seconds(60))?.1.code == .streamTimeout)
+    #expect(MayChuStream.limit(timeout: .zero, deadline: .seconds(60))?.1.code == .deadlineExceeded)
+    #expect(MayChuStream.limit(timeout: .zero, deadline: nil) == nil)
+  }
+
   @Test("breaking out of the loop cancels the generator and frees the slot at once")
   func consumerStops() async throws {
     let generator = ManualGenerator()

@@ -208,14 +208,16 @@ public final class MayChuStream: Sendable {
   /// As ``sinhCallback(_:clientID:onToken:onDone:onError:)``, with `generator` producing the
   /// tokens instead of the server's own. A front end that serves several generators shares
   /// one server, so that the client cap, the timeout and the statistics cover all of them.
-  /// `executor`, if given, runs the generator's task (a network front end passes its
-  /// connection's event loop, so tokens are produced where they are written).
+  /// `executor`, if given, runs the generator's task; `deadline`, if given and shorter than
+  /// ``timeout``, ends the stream with ``VietnameseAIError/Code/deadlineExceeded`` when it
+  /// passes.
   @discardableResult
   package func sinhCallback(
     _ prompt: String,
     clientID: String?,
     generator: TokenGenerator?,
     executor: (any TaskExecutor)? = nil,
+    deadline: Duration? = nil,
     onToken: @escaping @Sendable (String) async throws -> Void,
     onDone: @escaping @Sendable () -> Void,
     onError: @escaping @Sendable (any Error) -> Void
@@ -231,15 +233,16 @@ public final class MayChuStream: Sendable {
       clientID: clientID,
       pump: generator?.pump,
       executor: executor,
+      deadline: deadline,
       deliver: onToken,
       onEnd: ended
     )
     switch started {
-    case .success(let session):
-      return PhienStream(session: session)
+    case .success(let stream):
+      return stream
     case .failure(let error):
       onError(error)
-      return PhienStream(session: nil)
+      return PhienStream.refused(by: self)
     }
   }
 
@@ -264,11 +267,12 @@ public final class MayChuStream: Sendable {
 
   // MARK: Sessions
 
-  /// Admits a stream and starts its generator and its timeout.
+  /// Admits a stream and starts its generator and its timer.
   ///
   /// - Parameters:
   ///   - override: The generator to run instead of the server's own.
   ///   - executor: Where the generator's task prefers to run; `nil` for the default.
+  ///   - deadline: The caller's own limit on the stream, if shorter than ``timeout``.
   ///   - deliver: Receives each token, after pacing; may suspend to apply backpressure.
   ///   - onEnd: Called exactly once when the stream ends, after its slot is freed.
   func begin(
@@ -276,13 +280,14 @@ public final class MayChuStream: Sendable {
     clientID: String?,
     pump override: Pump? = nil,
     executor: (any TaskExecutor)? = nil,
+    deadline: Duration? = nil,
     deliver: @escaping @Sendable (String) async throws -> Void,
     onEnd: @escaping @Sendable (Result<Void, any Error>) -> Void
-  ) -> Result<StreamSession, VietnameseAIError> {
+  ) -> Result<PhienStream, VietnameseAIError> {
     if let refusal = takeSlot(clientID: clientID) { return .failure(refusal) }
 
     let startedAt = clock.nowNanoseconds()
-    let session = StreamSession(server: self, clientID: clientID, startedAt: startedAt, onEnd: onEnd)
+    let session = PhienStream(server: self, clientID: clientID, startedAt: startedAt, onEnd: onEnd)
     let pace = tocDoToken.nanoseconds
     let pump = override ?? self.pump
     let producer = Task(executorPreference: executor) { [clock] in
@@ -303,7 +308,7 @@ public final class MayChuStream: Sendable {
             try await deliver(token)
           } catch {
             // The receiving side gave up; that is not the generator's failure.
-            throw StreamSession.ConsumerFailure(error: error)
+            throw PhienStream.ConsumerFailure(error: error)
           }
           // The clock is read for pacing and for the first token's latency only: an unpaced
           // stream of a million tokens need not read it a million times.
@@ -320,20 +325,30 @@ public final class MayChuStream: Sendable {
       }
     }
     var timer: Task<Void, Never>?
-    if timeout > .zero {
-      let deadline = startedAt.addingSaturating(timeout.nanoseconds)
-      let limit = timeout
+    if let (limit, error) = Self.limit(timeout: timeout, deadline: deadline) {
+      let due = startedAt.addingSaturating(limit.nanoseconds)
       timer = Task { [clock] in
-        guard (try? await clock.sleep(untilNanoseconds: deadline)) != nil else { return }
-        session.finish(
-          .failure(
-            VietnameseAIError(code: .streamTimeout, message: "stream exceeded its timeout of \(limit)")
-          )
-        )
+        guard (try? await clock.sleep(untilNanoseconds: due)) != nil else { return }
+        session.finish(.failure(error))
       }
     }
     session.attach(producer: producer, timer: timer)
     return .success(session)
+  }
+
+  /// What ends a stream first, and with which error: the server's ``timeout`` or the
+  /// caller's own deadline, whichever is shorter; `nil` if neither is set.
+  package static func limit(timeout: Duration, deadline: Duration?) -> (Duration, VietnameseAIError)? {
+    if let deadline, timeout <= .zero || deadline < timeout {
+      return (
+        deadline,
+        VietnameseAIError(code: .deadlineExceeded, message: "the stream's deadline of \(deadline) passed")
+      )
+    }
+    guard timeout > .zero else { return nil }
+    return (
+      timeout, VietnameseAIError(code: .streamTimeout, message: "stream exceeded its timeout of \(timeout)")
+    )
   }
 
   /// Takes one of the client slots, or says why there is none.
@@ -387,12 +402,13 @@ public final class MayChuStream: Sendable {
     switch result {
     case .success:
       return (.done, .success(()))
-    case .failure(let failure as StreamSession.ConsumerFailure):
+    case .failure(let failure as PhienStream.ConsumerFailure):
       return (.cancelled, .failure(failure.error))
     case .failure(let error as CancellationError):
       return (.cancelled, .failure(error))
     case .failure(let error as VietnameseAIError):
-      return (error.code == .streamTimeout ? .timedOut : .failed, .failure(error))
+      let timedOut = error.code == .streamTimeout || error.code == .deadlineExceeded
+      return (timedOut ? .timedOut : .failed, .failure(error))
     case .failure(let error):
       let wrapped = VietnameseAIError(
         code: .generatorFailed,

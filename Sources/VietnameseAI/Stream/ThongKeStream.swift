@@ -13,7 +13,7 @@ public struct ThongKeStream: Codable, Sendable, Equatable {
   public var tokensSent: Int
   /// Streams whose generator failed.
   public var errors: Int
-  /// Streams ended by their timeout.
+  /// Streams ended by the server's timeout or by their request's deadline.
   public var timeouts: Int
   /// Streams ended early by their consumer (stopped reading, cancelled).
   public var cancelled: Int

@@ -47,9 +47,9 @@ public struct TokenStream: AsyncSequence, Sendable {
   /// The consuming end of one stream. Its release means nobody reads any more.
   final class Consumer: Sendable {
     private let channel: TokenChannel
-    private let session: StreamSession
+    private let session: PhienStream
 
-    init(channel: TokenChannel, session: StreamSession) {
+    init(channel: TokenChannel, session: PhienStream) {
       self.channel = channel
       self.session = session
     }
@@ -58,14 +58,14 @@ public struct TokenStream: AsyncSequence, Sendable {
       do {
         return try await channel.next()
       } catch let error as CancellationError {
-        session.cancel()
+        session.huy()
         throw error
       }
     }
 
     deinit {
       channel.consumerGone()
-      session.cancel()
+      session.huy()
     }
   }
 }
