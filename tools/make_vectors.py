@@ -74,6 +74,10 @@ valid("hello", "HELLO: client offers version 1, client id \"c1\", no auth token,
 valid("hello-token", "HELLO with auth token \"s3cret\" and client id \"người-dùng-7\" (UTF-8), versions 2 and 1",
       [{"request_id": 0, "type": "HELLO", "versions": [2, 1], "client_id": "người-dùng-7",
         "auth_token": "s3cret", "compressions": [0]}])
+valid("hello-max-frame-size", "HELLO from a client that accepts frames of at most 64 KiB: the optional "
+      "last field, max_frame_size, after the compressions",
+      [{"request_id": 0, "type": "HELLO", "versions": [1], "client_id": "c1", "auth_token": "",
+        "compressions": [0], "max_frame_size": 65536}])
 valid("welcome", "WELCOME: version 1, zlib, max frame 4 MiB, 1024 concurrent requests, client id \"c1\"",
       [{"request_id": 0, "type": "WELCOME", "version": 1, "compression": 1, "max_frame_size": 4194304,
         "max_concurrent_requests": 1024, "client_id": "c1"}], role="client")
@@ -170,6 +174,10 @@ add("truncated-field", "A PREDICT whose model name claims 200 bytes in a 12-byte
     connection_error="PROTOCOL_ERROR", reencode="none")
 add("trailing-bytes", "A CANCEL with a 3-byte payload (CANCEL's payload is empty)",
     [header(3, "CANCEL", 4) + b"abc"], [], connection_error="PROTOCOL_ERROR", reencode="none")
+hello_body = bytes([1, 1]) + struct.pack(">H", 2) + b"c1" + struct.pack(">H", 0) + bytes([1, 0]) + b"\x00\x10"
+add("hello-partial-limit", "A HELLO with 2 bytes after its compressions: the optional max_frame_size is 4 bytes "
+    "or absent", [header(len(hello_body), "HELLO", 0) + hello_body], [], connection_error="PROTOCOL_ERROR",
+    reencode="none")
 add("batch-count-lies", "A BATCH_PREDICT whose count says 1,000,000 inputs in a 14-byte payload: rejected before "
     "allocating for them", [header(14, "BATCH_PREDICT", 6) + struct.pack(">IH", 0, 0) + struct.pack(">I", 1000000)
                             + b"\0\0\0\0"], [], connection_error="PROTOCOL_ERROR", reencode="none")

@@ -130,6 +130,9 @@ def decode_payload(type_name, request_id, payload):
         m["client_id"] = r.text(2, "client_id")
         m["auth_token"] = r.text(2, "auth_token")
         m["compressions"] = r.list8()
+        if r.pos != len(r.data):
+            # The optional last field: the client's own frame limit.
+            m["max_frame_size"] = r.uint(4)
     elif type_name == "WELCOME":
         m["version"] = r.uint(1)
         m["compression"] = r.uint(1)
@@ -191,7 +194,9 @@ def _list8(values):
 def encode_payload(m):
     t = m["type"]
     if t == "HELLO":
-        return _list8(m["versions"]) + _str(m["client_id"], 2) + _str(m["auth_token"], 2) + _list8(m["compressions"])
+        limit = struct.pack(">I", m["max_frame_size"]) if "max_frame_size" in m else b""
+        return (_list8(m["versions"]) + _str(m["client_id"], 2) + _str(m["auth_token"], 2)
+                + _list8(m["compressions"]) + limit)
     if t == "WELCOME":
         return struct.pack(">BBII", m["version"], m["compression"], m["max_frame_size"],
                            m["max_concurrent_requests"]) + _str(m["client_id"], 2)

@@ -68,7 +68,9 @@ public final class RPCClient: Sendable {
   ///   - authToken: The token, if the server requires one.
   ///   - compression: Offer zlib; it is used if the server agrees.
   ///   - timeout: The most the connection and handshake may take.
-  ///   - maxFrameSize: The largest frame accepted from the server.
+  ///   - maxFrameSize: The largest frame payload accepted from the server, at least 1 KiB; the
+  ///     server learns it in `HELLO` and answers a request whose answer would not fit with
+  ///     `RESOURCE_EXHAUSTED`.
   /// - Throws: ``RPCError``: `unavailable` if the server cannot be reached, `unauthenticated`
   ///   for a bad token, `unsupportedVersion`, `deadlineExceeded` on timeout.
   public static func connect(
@@ -81,6 +83,12 @@ public final class RPCClient: Sendable {
     maxFrameSize: Int = 4 * 1024 * 1024,
     compressionThreshold: Int = 1024
   ) async throws -> RPCClient {
+    guard maxFrameSize >= WireProtocol.minMaxFrameSize && maxFrameSize <= Int(UInt32.max) else {
+      throw RPCError(
+        code: .invalidArgument,
+        message: "maxFrameSize must be in \(WireProtocol.minMaxFrameSize)...\(UInt32.max), got \(maxFrameSize)"
+      )
+    }
     let calls = CallTable(grace: Self.deadlineGrace)
     let group = MultiThreadedEventLoopGroup.singleton
     let loop = group.next()
@@ -114,7 +122,9 @@ public final class RPCClient: Sendable {
       authToken: authToken,
       compressions: compression
         ? [WireProtocol.compressionZlib, WireProtocol.compressionIdentity]
-        : [WireProtocol.compressionIdentity]
+        : [WireProtocol.compressionIdentity],
+      // Sent only when it differs from the default, which a server assumes without it.
+      maxFrameSize: maxFrameSize == WireProtocol.defaultMaxFrameSize ? nil : UInt32(maxFrameSize)
     )
     let timer = loop.scheduleTask(in: TimeAmount(timeout)) {
       welcomePromise.fail(RPCError(code: .deadlineExceeded, message: "no WELCOME within \(timeout)"))

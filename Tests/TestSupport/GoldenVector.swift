@@ -90,7 +90,8 @@ public struct GoldenVector: CustomTestStringConvertible, Sendable {
           versions: try list("versions"),
           clientID: try string("client_id"),
           authToken: try string("auth_token"),
-          compressions: try list("compressions")
+          compressions: try list("compressions"),
+          maxFrameSize: (m["max_frame_size"] as? NSNumber).map { UInt32($0.uint64Value) }
         )
       )
     case "WELCOME":

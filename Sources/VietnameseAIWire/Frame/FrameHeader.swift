@@ -41,6 +41,9 @@ public enum WireProtocol {
   public static let supportedVersions: [UInt8] = [1]
   /// Default largest payload a receiver accepts: 4 MiB, as gRPC's default message size.
   public static let defaultMaxFrameSize = 4 * 1024 * 1024
+  /// The smallest frame limit a peer may set: every connection frame (`WELCOME`, `ERROR`,
+  /// `GOAWAY`) a server sends fits it.
+  public static let minMaxFrameSize = 1024
   /// Largest `HELLO` payload a server reads from a peer it has not authenticated yet.
   public static let maxHelloSize = 64 * 1024
   /// Default smallest payload worth compressing.

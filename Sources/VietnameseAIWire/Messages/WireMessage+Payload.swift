@@ -8,6 +8,7 @@ public import NIOCore
 //   list8   = u8 count, then that many u8 values
 //
 //   HELLO          list8 versions | str16 client_id | str16 auth_token | list8 compressions
+//                  [| u32 max_frame_size]   (optional: the client's receive limit)
 //   WELCOME        u8 version | u8 compression | u32 max_frame_size | u32 max_concurrent_requests
 //                  | str16 client_id
 //   PREDICT        u32 deadline_ms | str16 model | bytes32 input
@@ -36,6 +37,7 @@ extension WireMessage {
       try buffer.writeString16(hello.clientID, field: "client_id")
       try buffer.writeString16(hello.authToken, field: "auth_token")
       try buffer.writeList8(hello.compressions, field: "compressions")
+      if let limit = hello.maxFrameSize { buffer.writeInteger(limit) }
     case .welcome(let welcome):
       buffer.writeInteger(welcome.version)
       buffer.writeInteger(welcome.compression)
@@ -102,7 +104,8 @@ extension WireMessage {
           versions: try reader.list8(),
           clientID: try reader.string16("client_id"),
           authToken: try reader.string16("auth_token"),
-          compressions: try reader.list8()
+          compressions: try reader.list8(),
+          maxFrameSize: reader.isAtEnd ? nil : try reader.integer()
         )
       )
     case .welcome:
@@ -238,6 +241,9 @@ private struct PayloadReader {
     }
     throw .protocolViolation(message)
   }
+
+  /// Whether every byte of the payload has been read: an optional last field is absent.
+  var isAtEnd: Bool { buffer.readableBytes == 0 }
 
   func finish() throws(WireError) {
     guard buffer.readableBytes == 0 else {

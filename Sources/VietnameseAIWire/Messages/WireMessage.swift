@@ -81,12 +81,23 @@ extension WireMessage {
     public var authToken: String
     /// Compression algorithms the client accepts (``WireProtocol/compressionZlib``, ...).
     public var compressions: [UInt8]
+    /// The largest payload the client accepts, if it says; `nil` means the protocol's default
+    /// (``WireProtocol/defaultMaxFrameSize``). Sent only when set, so that a client at the
+    /// default speaks to servers that predate the field.
+    public var maxFrameSize: UInt32?
 
-    public init(versions: [UInt8], clientID: String, authToken: String = "", compressions: [UInt8]) {
+    public init(
+      versions: [UInt8],
+      clientID: String,
+      authToken: String = "",
+      compressions: [UInt8],
+      maxFrameSize: UInt32? = nil
+    ) {
       self.versions = versions
       self.clientID = clientID
       self.authToken = authToken
       self.compressions = compressions
+      self.maxFrameSize = maxFrameSize
     }
   }
 
