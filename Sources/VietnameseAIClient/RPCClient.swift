@@ -86,7 +86,8 @@ public final class RPCClient: Sendable {
     guard maxFrameSize >= WireProtocol.minMaxFrameSize && maxFrameSize <= Int(UInt32.max) else {
       throw RPCError(
         code: .invalidArgument,
-        message: "maxFrameSize must be in \(WireProtocol.minMaxFrameSize)...\(UInt32.max), got \(maxFrameSize)"
+        message:
+          "maxFrameSize must be in \(WireProtocol.minMaxFrameSize)...\(UInt32.max), got \(maxFrameSize)"
       )
     }
     let calls = CallTable(grace: Self.deadlineGrace)

@@ -80,9 +80,8 @@ extension UnderLoad {
       }
     }
 
-    @Test("a token too large for a frame, or a generator that throws, fails only its own stream")
+    @Test("a token too large for the client, or a generator that throws, fails only its own stream")
     func generatorFaults() async throws {
-      let configuration = TestServer.configuration { $0.maxFrameSize = 1024 }
       let huge = ServedGenerator(
         name: "huge",
         generator: TokenGenerator { (_: String) in ["nhỏ ", String(repeating: "x", count: 4096)] }
@@ -92,29 +91,29 @@ extension UnderLoad {
         name: "broken",
         generator: TokenGenerator { (_: String) throws -> [String] in throw Broken() }
       )
-      try await TestServer.with(configuration: configuration, generators: [huge, broken, TestServer.counter])
-      {
-        server in
-        let client = try await server.connect()
+      try await TestServer.with(generators: [huge, broken, TestServer.counter]) { server in
+        // The client accepts frames of 1 KiB at most, and says so in its HELLO.
+        let client = try await server.connect(maxFrameSize: 1024)
         var tokens: [String] = []
-        let tooLarge = await expectRPCError(.internal) {
+        let tooLarge = await expectRPCError(.resourceExhausted) {
           for try await token in client.stream(prompt: "", model: "huge") { tokens.append(token) }
         }
         #expect(tokens == ["nhỏ "])
-        #expect(tooLarge?.message.contains("cannot carry") == true, "\(String(describing: tooLarge))")
+        #expect(tooLarge?.message.contains("cannot receive") == true, "\(String(describing: tooLarge))")
         await expectRPCError(.internal) {
           for try await _ in client.stream(prompt: "", model: "broken") {}
         }
+        // The generator failed once; the stream the client could not receive was cut short.
         let stream = try server.statistics().stream
-        #expect(stream["errors"] == 2 && stream["client_hien_tai"] == 0, "\(stream)")
+        #expect(stream["errors"] == 1 && stream["cancelled"] == 1, "\(stream)")
+        #expect(stream["client_hien_tai"] == 0, "\(stream)")
         #expect(try await client.predict(model: "echo", input: "vẫn ổn") == "vẫn ổn")
         await client.close()
       }
     }
 
-    @Test("a token too large for a frame from an asynchronous generator ends its stream with one answer")
+    @Test("a token too large for the client from an asynchronous generator ends its stream with one answer")
     func oversizedTokenFromTask() async throws {
-      let configuration = TestServer.configuration { $0.maxFrameSize = 1024 }
       let huge = ServedGenerator(
         name: "huge",
         generator: TokenGenerator { (_: String) async in
@@ -124,8 +123,8 @@ extension UnderLoad {
           }
         }
       )
-      try await TestServer.with(configuration: configuration, generators: [huge]) { server in
-        let connection = try await RawConnection.connected(port: server.port)
+      try await TestServer.with(generators: [huge]) { server in
+        let connection = try await RawConnection.connected(port: server.port, maxFrameSize: 1024)
         let open = WireMessage.StreamOpen(deadlineMilliseconds: 0, model: "huge", prompt: "")
         try await connection.send(WireFrame(requestID: 1, message: .streamOpen(open)))
         func answers() throws -> [WireMessage] {
@@ -140,7 +139,7 @@ extension UnderLoad {
         let terminal = messages.filter { if case .token = $0 { false } else { true } }
         #expect(terminal.count == 1, "\(messages)")
         guard case .error(let info) = terminal.first else { return }
-        #expect(info.code == .internal && info.message.contains("cannot carry"), "\(info)")
+        #expect(info.code == .resourceExhausted && info.message.contains("cannot receive"), "\(info)")
         #expect(!messages.contains(.token("sau ")))
         await connection.close()
       }

@@ -70,29 +70,32 @@ final class RawConnection: Sendable {
   }
 
   /// Connects and completes the handshake.
-  static func connected(port: Int, compression: Bool = false) async throws -> RawConnection {
+  static func connected(port: Int, compression: Bool = false, maxFrameSize: UInt32? = nil) async throws
+    -> RawConnection
+  {
     let connection = try await connect(port: port)
-    try await connection.handshake(compression: compression)
+    try await connection.handshake(compression: compression, maxFrameSize: maxFrameSize)
     return connection
   }
 
   /// Sends `HELLO` and waits for `WELCOME`; on a connection that does not read, reads just
   /// enough for it.
-  func handshake(compression: Bool = false) async throws {
+  func handshake(compression: Bool = false, maxFrameSize: UInt32? = nil) async throws {
     let connection = self
-    try await connection.send(Self.hello(compression: compression))
+    try await connection.send(Self.hello(compression: compression, maxFrameSize: maxFrameSize))
     if try await !channel.getOption(.autoRead).get() { channel.read() }
     let welcome = try await connection.frames(count: 1)
     guard case .welcome = welcome.first?.message else { throw VectorError("no WELCOME: \(welcome)") }
   }
 
   /// A `HELLO` as the client SDK sends it.
-  static func hello(compression: Bool = false) -> WireFrame {
+  static func hello(compression: Bool = false, maxFrameSize: UInt32? = nil) -> WireFrame {
     let hello = WireMessage.Hello(
       versions: [WireProtocol.version],
       clientID: "raw",
       authToken: "",
-      compressions: compression ? [WireProtocol.compressionZlib] : [WireProtocol.compressionIdentity]
+      compressions: compression ? [WireProtocol.compressionZlib] : [WireProtocol.compressionIdentity],
+      maxFrameSize: maxFrameSize
     )
     return WireFrame(requestID: 0, message: .hello(hello))
   }

@@ -160,12 +160,15 @@ struct RoundTripTests {
     }
   }
 
-  @Test("an unknown model or generator, and input a text model cannot take, are request errors")
+  @Test(
+    "an unknown model or generator, an empty model name, and input a text model cannot take are request errors"
+  )
   func requestErrors() async throws {
     try await TestServer.with { server in
       let client = try await server.connect()
       await expectRPCError(.unknownModel) { try await client.predict(model: "gpt", input: "x") }
-      await expectRPCError(.unknownModel) { try await client.predictBatch(model: "", inputs: ["x"]) }
+      await expectRPCError(.invalidArgument) { try await client.predictBatch(model: "", inputs: ["x"]) }
+      await expectRPCError(.invalidArgument) { try await client.predict(model: "", input: "x") }
       await expectRPCError(.unknownModel) {
         for try await _ in client.stream(prompt: "x", model: "nope") {}
       }

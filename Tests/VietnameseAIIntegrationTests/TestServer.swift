@@ -12,16 +12,20 @@ struct TestServer {
   let server: RPCServer
   let port: Int
 
-  func connect(clientID: String = "test", authToken: String = "", compression: Bool = false) async throws
-    -> RPCClient
-  {
+  func connect(
+    clientID: String = "test",
+    authToken: String = "",
+    compression: Bool = false,
+    maxFrameSize: Int = 4 * 1024 * 1024
+  ) async throws -> RPCClient {
     try await RPCClient.connect(
       host: "127.0.0.1",
       port: port,
       clientID: clientID,
       authToken: authToken,
       compression: compression,
-      timeout: .seconds(60)
+      timeout: .seconds(60),
+      maxFrameSize: maxFrameSize
     )
   }
 

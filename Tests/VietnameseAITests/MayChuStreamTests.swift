@@ -23,6 +23,8 @@ private final class ManualGenerator: Sendable {
 
   var latest: AsyncThrowingStream<String, any Error>.Continuation? { continuations.all.last }
 
+  var tokenGenerator: TokenGenerator { TokenGenerator(hamSinh) }
+
   /// A server over this generator, without pacing.
   func server(
     toiDaClient: Int = 100,
@@ -169,15 +171,16 @@ struct MayChuStreamTests {
     let generator = ManualGenerator()
     let server = generator.server(timeout: .seconds(60), clock: clock)
     let errors = Recorder<any Error>()
-    server.sinhCallback(
+    let started = server.start(
       "x",
       clientID: nil,
-      generator: nil,
+      generator: generator.tokenGenerator,
+      executor: nil,
       deadline: .seconds(2),
       onToken: { _ in },
-      onDone: {},
-      onError: { errors.append($0) }
+      onEnd: { if case .failure(let error) = $0 { errors.append(error) } }
     )
+    #expect((try? started.get()) != nil)
     try await eventually("generator started") { generator.continuations.count == 1 }
     await clock.advance(by: .milliseconds(1999))
     #expect(errors.count == 0)

@@ -1,8 +1,8 @@
 import Foundation
 import Synchronization
 import Testing
-
 @_spi(Locking) import VietnameseAIConcurrency
+
 @testable import VietnameseAI
 
 /// A thread-safe log of values, for recording what a model or generator saw.

@@ -195,48 +195,12 @@ public final class MayChuStream: Sendable {
     onDone: @escaping @Sendable () -> Void = {},
     onError: @escaping @Sendable (any Error) -> Void = { _ in }
   ) -> PhienStream {
-    sinhCallback(
-      prompt,
-      clientID: clientID,
-      generator: nil,
-      onToken: onToken,
-      onDone: onDone,
-      onError: onError
-    )
-  }
-
-  /// As ``sinhCallback(_:clientID:onToken:onDone:onError:)``, with `generator` producing the
-  /// tokens instead of the server's own. A front end that serves several generators shares
-  /// one server, so that the client cap, the timeout and the statistics cover all of them.
-  /// `executor`, if given, runs the generator's task; `deadline`, if given and shorter than
-  /// ``timeout``, ends the stream with ``VietnameseAIError/Code/deadlineExceeded`` when it
-  /// passes.
-  @discardableResult
-  package func sinhCallback(
-    _ prompt: String,
-    clientID: String?,
-    generator: TokenGenerator?,
-    executor: (any TaskExecutor)? = nil,
-    deadline: Duration? = nil,
-    onToken: @escaping @Sendable (String) async throws -> Void,
-    onDone: @escaping @Sendable () -> Void,
-    onError: @escaping @Sendable (any Error) -> Void
-  ) -> PhienStream {
-    let ended: @Sendable (Result<Void, any Error>) -> Void = { result in
+    let started = begin(prompt: prompt, clientID: clientID, deliver: onToken) { result in
       switch result {
       case .success: onDone()
       case .failure(let error): onError(error)
       }
     }
-    let started = begin(
-      prompt: prompt,
-      clientID: clientID,
-      pump: generator?.pump,
-      executor: executor,
-      deadline: deadline,
-      deliver: onToken,
-      onEnd: ended
-    )
     switch started {
     case .success(let stream):
       return stream
@@ -244,6 +208,35 @@ public final class MayChuStream: Sendable {
       onError(error)
       return PhienStream.refused(by: self)
     }
+  }
+
+  /// Starts a stream for a front end that serves several generators through this one server,
+  /// so that the client cap, the timeout and the statistics cover all of them.
+  ///
+  /// As ``sinhCallback(_:clientID:onToken:onDone:onError:)``, except that a refused stream is
+  /// returned as the failure rather than reported to `onEnd`, and:
+  /// - `generator` produces the tokens instead of the server's own;
+  /// - `executor`, if given, runs the generator's task;
+  /// - `deadline`, if given and shorter than ``timeout``, ends the stream with
+  ///   ``VietnameseAIError/Code/deadlineExceeded`` when it passes.
+  package func start(
+    _ prompt: String,
+    clientID: String?,
+    generator: TokenGenerator,
+    executor: (any TaskExecutor)?,
+    deadline: Duration?,
+    onToken: @escaping @Sendable (String) async throws -> Void,
+    onEnd: @escaping @Sendable (Result<Void, any Error>) -> Void
+  ) -> Result<PhienStream, VietnameseAIError> {
+    begin(
+      prompt: prompt,
+      clientID: clientID,
+      pump: generator.pump,
+      executor: executor,
+      deadline: deadline,
+      deliver: onToken,
+      onEnd: onEnd
+    )
   }
 
   /// The current statistics.
@@ -338,7 +331,9 @@ public final class MayChuStream: Sendable {
 
   /// What ends a stream first, and with which error: the server's ``timeout`` or the
   /// caller's own deadline, whichever is shorter; `nil` if neither is set.
-  package static func limit(timeout: Duration, deadline: Duration?) -> (Duration, VietnameseAIError)? {
+  package static func limit(timeout: Duration, deadline: Duration?) -> (
+    after: Duration, error: VietnameseAIError
+  )? {
     if let deadline, timeout <= .zero || deadline < timeout {
       return (
         deadline,

@@ -33,14 +33,7 @@ public final class ServedModel: Sendable {
     /// request id: no closure per request, and a batch's answers for the connection arrive
     /// together. Takes the connection's own list, so a predict is copied once, into the
     /// queue.
-    let submitAll: @Sendable (ArraySlice<TaggedPredict>) -> Submitted
-  }
-
-  /// A predict read from a connection, under its request id. A struct, not a tuple: a tuple
-  /// of an id and a message is copied and destroyed through its runtime type metadata.
-  struct TaggedPredict {
-    var id: UInt32
-    var request: WireMessage.Predict
+    let submitAll: @Sendable (ArraySlice<PredictRequest>) -> Submitted
   }
 
   /// An answer for a sink, by tag, already encoded.
@@ -57,6 +50,9 @@ public final class ServedModel: Sendable {
   /// Answers for a sink, by tag, already encoded.
   typealias SinkReceiver = @Sendable ([Answer]) -> Void
 
+  /// The most inputs that may wait in the model's queue: a batch predict of more can never be
+  /// taken.
+  let queueCapacity: Int
   let submitBatch: @Sendable ([ByteBuffer], Duration?, @escaping Completion<[ByteBuffer]>) throws -> UInt64
   let makeSink: @Sendable (_ lane: Int, _ executor: (any TaskExecutor)?, @escaping SinkReceiver) -> Sink
   let cancel: @Sendable (UInt64) -> Void
@@ -107,6 +103,7 @@ public final class ServedModel: Sendable {
     answers: @escaping @Sendable ([BatchSink<KetQua>.Outcome]) -> [Answer]
   ) {
     self.name = name
+    self.queueCapacity = batcher.toiDaCho
     self.submitBatch = { items, deadline, completion in
       let inputs = try items.map(decode)
       return batcher.submitBatch(inputs, deadline: deadline) { completion($0.map(encodeAll)) }
@@ -125,8 +122,8 @@ public final class ServedModel: Sendable {
           do {
             accepted.append(
               MayChuBatch.Submission(
-                input: try decode(predicts[index].request.input),
-                deadlineMilliseconds: predicts[index].request.deadlineMilliseconds,
+                input: try decode(predicts[index].input),
+                deadlineMilliseconds: predicts[index].deadlineMilliseconds,
                 tag: predicts[index].id
               )
             )

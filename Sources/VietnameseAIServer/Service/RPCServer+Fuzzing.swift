@@ -20,7 +20,7 @@ extension RPCServer {
   /// on that channel's event loop. Generators run as tasks: there is no poll to yield to.
   @_spi(Fuzzing)
   public func makeConnectionHandler() -> any ChannelHandler {
-    ServerConnectionHandler(
+    BinaryConnectionHandler(
       core: core,
       registry: registry,
       yield: nil,

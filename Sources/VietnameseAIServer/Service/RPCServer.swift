@@ -25,7 +25,7 @@ import Synchronization
 /// `UNAVAILABLE`), and the batchers answer what they still hold before `run()` returns.
 public final class RPCServer: Service, Sendable {
   public let configuration: Configuration
-  let core: ServerCore
+  let core: ServingCore
   let registry: ConnectionRegistry
   let logger: Logger
   private let state = Locked(State())
@@ -61,7 +61,7 @@ public final class RPCServer: Service, Sendable {
     logger: Logger = Logger(label: "rpc-server")
   ) {
     self.configuration = configuration
-    self.core = ServerCore(configuration: configuration, models: models, generators: generators)
+    self.core = ServingCore(configuration: configuration, models: models, generators: generators)
     self.registry = ConnectionRegistry(limit: configuration.maxConnections)
     self.logger = logger
   }
@@ -100,8 +100,8 @@ public final class RPCServer: Service, Sendable {
       "serving",
       metadata: [
         "address": "\(address)",
-        "models": "\(core.models.keys.sorted())",
-        "generators": "\(core.generators.keys.sorted())",
+        "models": "\(core.modelNames)",
+        "generators": "\(core.generatorNames)",
       ]
     )
 
@@ -147,7 +147,7 @@ public final class RPCServer: Service, Sendable {
   }
 
   /// Connection handlers still in memory, for tests that look for leaked connections.
-  package var liveConnectionHandlers: Int { core.liveHandlers.load(ordering: .relaxed) }
+  package var liveConnectionHandlers: Int { registry.liveHandlers }
 
   /// The server's statistics, as the JSON a `STATS` request returns.
   public func statisticsJSON() -> String {
@@ -169,7 +169,7 @@ public final class RPCServer: Service, Sendable {
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           try channel.pipeline.syncOperations.addHandler(
-            ServerConnectionHandler(
+            BinaryConnectionHandler(
               core: core,
               registry: registry,
               yield: yields.yield(for: channel.eventLoop),

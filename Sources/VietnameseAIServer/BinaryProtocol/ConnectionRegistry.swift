@@ -1,21 +1,22 @@
 import NIOCore
+import Synchronization
 @_spi(Locking) import VietnameseAIConcurrency
 
-/// The server's open connections: it enforces the connection limit and reaches every
-/// connection when the server drains or gives up draining.
+/// The server's open binary-protocol connections: it enforces the connection limit and reaches
+/// every connection when the server drains or gives up draining.
 final class ConnectionRegistry: Sendable {
   /// What a new connection is told.
-  enum Admission {
+  enum Admission: Equatable {
     case accepted
     /// The server already holds its maximum of connections.
-    case full
+    case full(limit: Int)
     /// The server is shutting down.
     case draining
   }
 
   private struct Entry {
     var eventLoop: any EventLoop
-    var handler: NIOLoopBound<ServerConnectionHandler>
+    var handler: NIOLoopBound<BinaryConnectionHandler>
   }
 
   private struct State {
@@ -27,6 +28,9 @@ final class ConnectionRegistry: Sendable {
 
   let limit: Int
   private let state = Locked(State())
+  /// Connection handlers in memory, closed or not: one that outlives its connection is a leak,
+  /// which tests look for here.
+  private let handlers = Atomic<Int>(0)
 
   init(limit: Int) {
     self.limit = limit
@@ -34,15 +38,13 @@ final class ConnectionRegistry: Sendable {
 
   /// Registers a connection that has just become active.
   func add(
-    _ handler: NIOLoopBound<ServerConnectionHandler>,
+    _ handler: NIOLoopBound<BinaryConnectionHandler>,
     id: ObjectIdentifier,
     on eventLoop: any EventLoop
-  )
-    -> Admission
-  {
+  ) -> Admission {
     state.withLock { state in
       if state.draining { return .draining }
-      if state.entries.count >= limit { return .full }
+      if state.entries.count >= limit { return .full(limit: limit) }
       state.entries[id] = Entry(eventLoop: eventLoop, handler: handler)
       return .accepted
     }
@@ -101,5 +103,20 @@ final class ConnectionRegistry: Sendable {
     for entry in entries {
       entry.eventLoop.execute { entry.handler.value.closeNow() }
     }
+  }
+
+  // MARK: Leak accounting
+
+  func handlerCreated() {
+    handlers.add(1, ordering: .relaxed)
+  }
+
+  func handlerReleased() {
+    handlers.subtract(1, ordering: .relaxed)
+  }
+
+  /// Connection handlers in memory.
+  var liveHandlers: Int {
+    handlers.load(ordering: .relaxed)
   }
 }

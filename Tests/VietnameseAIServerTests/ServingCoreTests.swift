@@ -1,0 +1,368 @@
+import NIOCore
+import Synchronization
+import TestSupport
+import Testing
+import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
+
+@testable import VietnameseAIServer
+
+/// The serving core without any door: admission order, routing, what each request costs,
+/// and how work reports back.
+@Suite("Serving core")
+struct ServingCoreTests {
+  /// A core over `echo` (a queue of 8) and a model that holds its batches until released, with
+  /// a rate limit of `goiY` per minute and the built-in generators.
+  static func core(goiY: Int = 1_000, maxStreams: Int = 100, held: HeldModel = HeldModel()) throws
+    -> ServingCore
+  {
+    var configuration = RPCServer.Configuration()
+    configuration.rateLimit.goiY = goiY
+    configuration.rateLimit.cuaSo = .seconds(60)
+    configuration.streaming.toiDaClient = maxStreams
+    configuration.streaming.tocDoToken = .zero
+    var batching = BuiltinModels.Batching()
+    batching.toiDaCho = 8
+    batching.timeoutBatch = .zero
+    let core = ServingCore(
+      configuration: configuration,
+      models: [BuiltinModels.echo(batching: batching), held.model],
+      generators: [BuiltinModels.essay, BuiltinModels.syllables]
+    )
+    try core.start()
+    return core
+  }
+
+  /// A model whose batches wait until ``release()``, cancellable while they wait.
+  final class HeldModel: Sendable {
+    private let released = Locked(false)
+
+    var model: ServedModel {
+      .buffers(
+        name: "held",
+        batcher: MayChuBatch(
+          hamDuDoan: { inputs in
+            while !self.released.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
+            return inputs
+          },
+          timeoutBatch: .zero
+        )
+      )
+    }
+
+    func release() { released.withLock { $0 = true } }
+  }
+
+  /// The answers a sink received, by tag.
+  final class Answers: Sendable {
+    let byTag = Locked([UInt32: Result<ByteBuffer, ServingError>]())
+
+    func sink(for model: ServedModel) -> ServedModel.Sink {
+      model.makeSink(0, nil) { answers in
+        self.byTag.withLock { table in
+          for answer in answers { table[answer.tag] = answer.result.mapError(ServingError.init) }
+        }
+      }
+    }
+
+    var count: Int { byTag.withLock { $0.count } }
+  }
+
+  static func predict(_ id: UInt32, _ model: String) -> PredictRequest {
+    PredictRequest(id: id, model: model, input: ByteBuffer(string: "v\(id)"), deadlineMilliseconds: 0)
+  }
+
+  // MARK: Routing
+
+  @Test(
+    "names route to models and generators; an empty model name is refused, an empty generator is the default"
+  )
+  func routing() throws {
+    let core = try Self.core()
+    #expect((try? core.model(named: "echo").get())?.name == "echo")
+    #expect(core.model(named: "").failure?.code == .invalidArgument)
+    #expect(core.model(named: "gpt").failure?.code == .unknownModel)
+    #expect(core.model(named: "gpt").failure?.message.contains("served: echo, held") == true)
+    #expect((try? core.generator(named: "").get()) != nil)
+    #expect(core.generator(named: "nope").failure?.code == .unknownModel)
+    let long = String(repeating: "m", count: 10_000)
+    #expect((core.model(named: long).failure?.message.utf8.count ?? .max) < 200)
+  }
+
+  // MARK: Predicts of one read
+
+  @Test("a read's predicts: unroutable ones cost nothing, the allowance takes the rest in order")
+  func predictsOfARead() async throws {
+    let core = try Self.core(goiY: 3)
+    let answers = Answers()
+    var sinks = PredictSinks()
+    var accepted: [UInt32] = []
+    var refused: [UInt32: ServingError.Code] = [:]
+    let read = [
+      Self.predict(1, "echo"), Self.predict(2, "nope"), Self.predict(3, ""), Self.predict(4, "echo"),
+      Self.predict(5, "echo"), Self.predict(6, "echo"),
+    ]
+    core.submitPredicts(
+      read,
+      client: "c",
+      sinks: &sinks,
+      makeSink: answers.sink(for:),
+      accepted: { id, _ in accepted.append(id) },
+      refused: { id, error in refused[id] = error.code }
+    )
+    #expect(accepted == [1, 4, 5])
+    #expect(refused == [2: .unknownModel, 3: .invalidArgument, 6: .rateLimited])
+    try await eventually("the accepted ones are answered") { answers.count == 3 }
+    #expect((try? answers.byTag.withLock { $0[4] }?.get()) == ByteBuffer(string: "v4"))
+    let limits = core.limiter.layThongKe()
+    #expect(limits.allowed == 3 && limits.rejected == 1)
+  }
+
+  @Test("a read's predicts for two models go to each model's sink, made once per model")
+  func twoModels() async throws {
+    let held = HeldModel()
+    held.release()
+    let core = try Self.core(held: held)
+    let answers = Answers()
+    var sinks = PredictSinks()
+    var made: [String] = []
+    var accepted = 0
+    let read = [Self.predict(1, "echo"), Self.predict(2, "held"), Self.predict(3, "echo")]
+    core.submitPredicts(
+      read,
+      client: "c",
+      sinks: &sinks,
+      makeSink: { model in
+        made.append(model.name)
+        return answers.sink(for: model)
+      },
+      accepted: { _, _ in accepted += 1 },
+      refused: { id, error in Issue.record("\(id): \(error)") }
+    )
+    #expect(accepted == 3 && made == ["echo", "held"])
+    try await eventually("all answered") { answers.count == 3 }
+  }
+
+  @Test("a predict the model's queue cannot take is answered through the sink")
+  func queueFull() async throws {
+    let held = HeldModel()
+    let core = try Self.core(held: held)
+    let answers = Answers()
+    var sinks = PredictSinks()
+    // The held model keeps its first batch; its queue (1000 by default) is not the point
+    // here: echo's queue of 8 is.
+    let read = (1...20).map { Self.predict(UInt32($0), "echo") }
+    var accepted = 0
+    core.submitPredicts(
+      read,
+      client: "c",
+      sinks: &sinks,
+      makeSink: answers.sink(for:),
+      accepted: { _, _ in accepted += 1 },
+      refused: { id, error in Issue.record("\(id): \(error)") }
+    )
+    #expect(accepted == 20)
+    try await eventually("every predict answered") { answers.count == 20 }
+    let codes = answers.byTag.withLock { table in table.values.compactMap { $0.failure?.code } }
+    #expect(!codes.isEmpty && codes.allSatisfy { $0 == .queueFull }, "\(codes)")
+    held.release()
+  }
+
+  // MARK: Batch predicts
+
+  @Test("a batch costs one unit per input; one that could never pass is refused INVALID_ARGUMENT")
+  func batchCost() async throws {
+    let core = try Self.core(goiY: 10)
+    let four = (1...4).map { ByteBuffer(string: "\($0)") }
+    #expect(try await core.predict(model: "echo", inputs: four, deadline: nil, client: "c") == four)
+    #expect(core.limiter.layConLai("c") == 6)
+    let seven = [ByteBuffer](repeating: ByteBuffer(string: "x"), count: 7)
+    let limited = await Self.error {
+      try await core.predict(model: "echo", inputs: seven, deadline: nil, client: "c")
+    }
+    #expect(limited?.code == .rateLimited)
+    #expect((limited?.retryAfter ?? .zero) > .zero)
+    let eleven = [ByteBuffer](repeating: ByteBuffer(string: "x"), count: 11)
+    let never = await Self.error {
+      try await core.predict(model: "held", inputs: eleven, deadline: nil, client: "d")
+    }
+    #expect(never?.code == .invalidArgument && never?.message.contains("never") == true)
+    // An empty batch still costs one.
+    #expect(try await core.predict(model: "echo", inputs: [], deadline: nil, client: "e") == [])
+    #expect(core.limiter.layConLai("e") == 9)
+  }
+
+  @Test("a batch larger than the model's queue is refused INVALID_ARGUMENT before it costs anything")
+  func batchOverQueue() async throws {
+    let core = try Self.core(goiY: 100)
+    let nine = [ByteBuffer](repeating: ByteBuffer(string: "x"), count: 9)
+    let refused = await Self.error {
+      try await core.predict(model: "echo", inputs: nine, deadline: nil, client: "c")
+    }
+    #expect(refused?.code == .invalidArgument && refused?.message.contains("queue") == true)
+    #expect(core.limiter.layConLai("c") == 100)
+  }
+
+  @Test("cancelling a caller that awaits a batch withdraws its work")
+  func cancelAwaited() async throws {
+    let held = HeldModel()
+    let core = try Self.core(held: held)
+    let call = Task {
+      try await core.predict(model: "held", inputs: [ByteBuffer(string: "x")], deadline: nil, client: "c")
+    }
+    try await eventually("the batch runs") { core.modelStatistics("held")?.workersBusy == 1 }
+    call.cancel()
+    let error = await Self.error { try await call.value }
+    #expect(error?.code == .cancelled)
+    held.release()
+  }
+
+  @Test("a batch's deadline passing is DEADLINE_EXCEEDED")
+  func batchDeadline() async throws {
+    let held = HeldModel()
+    let core = try Self.core(held: held)
+    let late = await Self.error {
+      try await core.predict(
+        model: "held",
+        inputs: [ByteBuffer(string: "x")],
+        deadline: .milliseconds(20),
+        client: "c"
+      )
+    }
+    #expect(late?.code == .deadlineExceeded)
+    held.release()
+  }
+
+  // MARK: Streams and statistics
+
+  @Test("streams: an unknown generator costs nothing; past the cap, TOO_MANY_STREAMS")
+  func streams() throws {
+    let core = try Self.core(goiY: 5, maxStreams: 1)
+    let unknown = core.openStream(
+      generator: "nope",
+      prompt: "x",
+      deadline: nil,
+      client: "c",
+      pullable: true,
+      executor: nil,
+      onToken: { _ in },
+      onEnd: { _ in }
+    )
+    #expect(unknown.failure?.code == .unknownModel)
+    #expect(core.limiter.layConLai("c") == 5)
+    let first = core.openStream(
+      generator: "syllables",
+      prompt: "một hai",
+      deadline: .seconds(5),
+      client: "c",
+      pullable: true,
+      executor: nil,
+      onToken: { _ in },
+      onEnd: { _ in }
+    )
+    guard case .success(.pulled(let tokens)) = first else { return record("\(first)") }
+    #expect(tokens.limit?.after == .seconds(5))
+    #expect(tokens.limit?.error.code == .deadlineExceeded)
+    let second = core.openStream(
+      generator: "",
+      prompt: "x",
+      deadline: nil,
+      client: "c",
+      pullable: false,
+      executor: nil,
+      onToken: { _ in },
+      onEnd: { _ in }
+    )
+    #expect(second.failure?.code == .tooManyStreams)
+    _ = tokens.slot.finish(.success(()))
+  }
+
+  @Test("statistics cost one request; the document has the design's groups and every model")
+  func statistics() throws {
+    let core = try Self.core(goiY: 1)
+    let json = try core.statistics(client: "c").get()
+    for key in ["\"batch\"", "\"batch_model\":\"echo\"", "\"stream\"", "\"rate_limit\"", "\"held\""] {
+      #expect(json.contains(key), "\(key) in \(json)")
+    }
+    #expect(core.statistics(client: "c").failure?.code == .rateLimited)
+  }
+
+  // MARK: Errors and identities
+
+  @Test(
+    "the components' errors map onto serving codes",
+    arguments: [
+      (VietnameseAIError.Code.queueFull, ServingError.Code.queueFull),
+      (.deadlineExceeded, .deadlineExceeded),
+      (.streamTimeout, .deadlineExceeded),
+      (.notRunning, .unavailable),
+      (.invalidArgument, .invalidArgument),
+      (.tooManyClients, .tooManyStreams),
+      (.modelFailed, .internal),
+      (.generatorFailed, .internal),
+    ]
+  )
+  func errorMapping(code: VietnameseAIError.Code, expected: ServingError.Code) {
+    #expect(ServingError(VietnameseAIError(code: code, message: "m")).code == expected)
+  }
+
+  @Test(
+    "a model's own error is INTERNAL with its text; an input error INVALID_ARGUMENT; a cancellation CANCELLED"
+  )
+  func otherErrors() {
+    struct Boom: Error {}
+    let failed = ServingError(
+      VietnameseAIError(code: .modelFailed, message: "the model failed", cause: Boom())
+    )
+    #expect(failed.code == .internal && failed.message.contains("Boom"))
+    #expect(ServingError(ServedModel.InputError("bad")).code == .invalidArgument)
+    #expect(ServingError(CancellationError()).code == .cancelled)
+    #expect(ServingError(Boom()).code == .internal)
+  }
+
+  @Test("identities: the token decides when configured, else the claim, else the address")
+  func identities() throws {
+    let open = ClientIdentities(tokens: [:])
+    #expect(try open.identify(token: "", claimedID: "bob", peerAddress: "1.2.3.4").get() == "bob")
+    #expect(try open.identify(token: "", claimedID: "", peerAddress: "1.2.3.4").get() == "addr:1.2.3.4")
+    #expect(try open.identify(token: "", claimedID: "", peerAddress: nil).get() == "addr:unknown")
+    let closed = ClientIdentities(tokens: ["t1": "alice", "t2": "bob"])
+    #expect(try closed.identify(token: "t2", claimedID: "mallory", peerAddress: nil).get() == "bob")
+    #expect(closed.identify(token: "t3", claimedID: "", peerAddress: nil).failure?.code == .unauthenticated)
+    #expect(closed.identify(token: "t", claimedID: "", peerAddress: nil).failure?.code == .unauthenticated)
+    let long = String(repeating: "x", count: Admission.maxClientIDBytes + 1)
+    #expect(open.identify(token: "", claimedID: long, peerAddress: nil).failure?.code == .invalidArgument)
+  }
+
+  @Test("admission at the connection: draining first, then the most requests in flight")
+  func admission() {
+    let admission = Admission(maxConcurrentRequests: 2)
+    #expect(admission.refusal(draining: false, inFlight: 1) == nil)
+    #expect(admission.refusal(draining: false, inFlight: 2)?.code == .resourceExhausted)
+    #expect(admission.refusal(draining: true, inFlight: 2)?.code == .unavailable)
+    #expect(Admission.cost(inputs: 0) == 1 && Admission.cost(inputs: 32) == 32)
+  }
+
+  /// The serving error `body` throws, if it throws one.
+  static func error(_ body: () async throws -> some Any) async -> ServingError? {
+    do {
+      _ = try await body()
+      return nil
+    } catch {
+      return error as? ServingError
+    }
+  }
+}
+
+extension Result {
+  var failure: Failure? {
+    if case .failure(let error) = self { return error }
+    return nil
+  }
+}
+
+extension ServingCore {
+  func modelStatistics(_ name: String) -> ThongKeBatch? {
+    try? model(named: name).get().statistics()
+  }
+}
