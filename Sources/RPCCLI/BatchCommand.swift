@@ -21,6 +21,6 @@ struct BatchCommand: AsyncParsableCommand {
     let outputs = try await connection.withClient { client in
       try await client.predictBatch(model: model, inputs: inputs, deadline: connection.deadline)
     }
-    for output in outputs { print(output) }
+    for output in outputs { Output.line(output) }
   }
 }

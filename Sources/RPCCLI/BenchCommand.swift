@@ -176,7 +176,7 @@ struct BenchCommand: AsyncParsableCommand {
             counters.failed,
             Double(ok) / max(elapsed, 1e-9)
           )
-          FileHandle.standardError.write(Data(line.utf8))
+          Output.error(line)
         }
       }
 
@@ -269,7 +269,7 @@ struct BenchCommand: AsyncParsableCommand {
     let elapsed = (clock.now - start).seconds
     stopper?.cancel()
     progress?.cancel()
-    if progress != nil { FileHandle.standardError.write(Data("\n".utf8)) }
+    if progress != nil { Output.error("\n") }
     for client in clients { await client.close() }
     report(tally, elapsed: elapsed, model: model)
     if tally.ok == 0 { throw ExitCode(1) }
@@ -297,13 +297,13 @@ struct BenchCommand: AsyncParsableCommand {
         document["tokens_per_second"] = Double(tally.tokens) / elapsed
       }
       let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data()
-      print(String(decoding: data, as: UTF8.self))
+      Output.line(String(decoding: data, as: UTF8.self))
       return
     }
-    print(
+    Output.line(
       "\(mode.rawValue) on \(model): \(connections) connection(s) x \(concurrency) in flight, \(payloadSize) B inputs\(connection.compress ? ", zlib offered" : "")"
     )
-    print(
+    Output.line(
       String(
         format: "  %d ok, %d errors in %.2f s: %.0f calls/s",
         tally.ok,
@@ -313,18 +313,18 @@ struct BenchCommand: AsyncParsableCommand {
       )
     )
     if mode == .stream {
-      print(String(format: "  %d tokens: %.0f tokens/s", tally.tokens, Double(tally.tokens) / elapsed))
+      Output.line(String(format: "  %d tokens: %.0f tokens/s", tally.tokens, Double(tally.tokens) / elapsed))
     }
     let line = percentiles.map { "\($0.0) \(micros($0.1))" }.joined(separator: "  ")
-    print("  latency (µs): \(line)  max \(tally.latencies.max)")
+    Output.line("  latency (µs): \(line)  max \(tally.latencies.max)")
     for (code, number) in tally.errors.sorted(by: { $0.key < $1.key }) {
-      print("  error \(code): \(number)")
+      Output.line("  error \(code): \(number)")
     }
-    if let lastError = tally.lastError { print("  last error: \(lastError)") }
+    if let lastError = tally.lastError { Output.line("  last error: \(lastError)") }
     let unanswered = tally.issued - tally.ok - tally.errors.values.reduce(0, +)
-    if unanswered != 0 { print("  \(unanswered) calls got no answer") }
+    if unanswered != 0 { Output.line("  \(unanswered) calls got no answer") }
     if tally.errors["RATE_LIMITED"] != nil {
-      print("  hint: the server's rate limit refused calls; start it with a higher --rate-limit")
+      Output.line("  hint: the server's rate limit refused calls; start it with a higher --rate-limit")
     }
   }
 }

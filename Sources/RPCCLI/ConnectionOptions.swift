@@ -66,7 +66,7 @@ struct ConnectionOptions: ParsableArguments {
     if let retryAfter = error.retryAfter {
       message += String(format: " (retry after %.3f s)", retryAfter.seconds)
     }
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    Output.error(message + "\n")
     switch error.code {
     case .unavailable: return ExitCode(69)
     case .rateLimited, .queueFull, .tooManyStreams, .resourceExhausted: return ExitCode(75)

@@ -18,7 +18,7 @@ struct PingCommand: AsyncParsableCommand {
     try await connection.withClient { client in
       for _ in 0..<max(count, 1) {
         let rtt = try await client.ping()
-        print(
+        Output.line(
           String(format: "pong from %@:%d in %.3f ms", connection.host, connection.port, rtt.seconds * 1000)
         )
       }

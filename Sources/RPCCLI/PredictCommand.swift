@@ -17,6 +17,6 @@ struct PredictCommand: AsyncParsableCommand {
     let output = try await connection.withClient { client in
       try await client.predict(model: model, input: input, deadline: connection.deadline)
     }
-    print(output)
+    Output.line(output)
   }
 }

@@ -17,7 +17,7 @@ struct StatsCommand: AsyncParsableCommand {
   func run() async throws {
     let stats = try await connection.withClient { try await $0.stats() }
     if json {
-      print(stats.json)
+      Output.line(stats.json)
       return
     }
     var groups: [(String, [String: Double])] = [
@@ -29,10 +29,12 @@ struct StatsCommand: AsyncParsableCommand {
       groups.append(("model \(name)", stats.models[name]!))
     }
     for (title, figures) in groups {
-      print(title)
+      Output.line(title)
       let width = figures.keys.map(\.count).max() ?? 0
       for key in figures.keys.sorted() {
-        print("  \(key.padding(toLength: width, withPad: " ", startingAt: 0))  \(Self.format(figures[key]!))")
+        Output.line(
+          "  \(key.padding(toLength: width, withPad: " ", startingAt: 0))  \(Self.format(figures[key]!))"
+        )
       }
     }
   }

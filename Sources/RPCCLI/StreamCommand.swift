@@ -26,18 +26,14 @@ struct StreamCommand: AsyncParsableCommand {
     try await connection.withClient { client in
       do {
         for try await token in client.stream(prompt: prompt, model: model, deadline: connection.deadline) {
-          write(sse ? SSEEvent.token(token) : token)
+          Output.write(sse ? SSEEvent.token(token) : token)
         }
-        write(sse ? SSEEvent.done : "\n")
+        Output.write(sse ? SSEEvent.done : "\n")
       } catch let error as RPCError where sse {
         // As a server-side SSE stream does: one error event, then the end marker.
-        write(SSEEvent.error("\(error.code): \(error.message)") + SSEEvent.done)
+        Output.write(SSEEvent.error("\(error.code): \(error.message)") + SSEEvent.done)
         throw error
       }
     }
-  }
-
-  private func write(_ text: String) {
-    FileHandle.standardOutput.write(Data(text.utf8))
   }
 }

@@ -61,24 +61,18 @@ struct ExecutableTests {
     )
   }
 
-  @Test(
-    "rpc-server prints its port, rpc-cli predicts, streams and reports errors with exit codes, SIGTERM exits 0"
-  )
-  func serverAndCLI() async throws {
+  /// Starts `rpc-server` with `arguments` and reads the port from its first line,
+  /// `listening on HOST:PORT`.
+  static func startServer(_ arguments: [String]) async throws -> (Process, port: Int) {
     let server = Process()
-    server.executableURL = try Self.product("rpc-server")
-    server.arguments = [
-      "--port", "0", "--token-interval", "0", "--batch-timeout", "0.001", "--rate-limit", "5",
-    ]
+    server.executableURL = try product("rpc-server")
+    server.arguments = arguments
     let output = Pipe()
     server.standardOutput = output
     server.standardError = FileHandle.nullDevice
     try server.run()
-    defer { if server.isRunning { server.terminate() } }
-
-    // The first line is `listening on HOST:PORT`.
     let reader = output.fileHandleForReading
-    let text = try await Self.offPool {
+    let text = try await offPool {
       var line = Data()
       while !line.contains(UInt8(ascii: "\n")) {
         let chunk = reader.availableData
@@ -88,7 +82,70 @@ struct ExecutableTests {
       return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
     #expect(text.hasPrefix("listening on 127.0.0.1:"), "\(text)")
-    let port = try #require(text.split(separator: ":").last.flatMap { Int($0) })
+    guard let port = text.split(separator: ":").last.flatMap({ Int($0) }) else {
+      server.terminate()
+      throw ProductMissing(path: "rpc-server printed no port: \(text)")
+    }
+    return (server, port)
+  }
+
+  /// Runs `rpc-cli` with a standard output that its reader closes after `keep` bytes, as
+  /// `| head -c keep` does.
+  static func cliIntoClosedPipe(_ arguments: [String], keep: Int) async throws -> (
+    reason: Process.TerminationReason, status: Int32, error: String
+  ) {
+    try await offPool {
+      let process = Process()
+      process.executableURL = try product("rpc-cli")
+      process.arguments = arguments
+      let output = Pipe()
+      let error = Pipe()
+      process.standardOutput = output
+      process.standardError = error
+      try process.run()
+      var read = 0
+      while read < keep {
+        let chunk = output.fileHandleForReading.availableData
+        if chunk.isEmpty { break }
+        read += chunk.count
+      }
+      try output.fileHandleForReading.close()
+      let err = error.fileHandleForReading.readDataToEndOfFile()
+      process.waitUntilExit()
+      return (process.terminationReason, process.terminationStatus, String(decoding: err, as: UTF8.self))
+    }
+  }
+
+  @Test("every subcommand whose reader goes away ends by SIGPIPE, quietly, as a Unix tool does")
+  func closedOutput() async throws {
+    let (server, port) = try await Self.startServer(["--port", "0", "--token-interval", "0.01"])
+    defer { if server.isRunning { server.terminate() } }
+    let commands: [(arguments: [String], keep: Int)] = [
+      // An essay of a few hundred tokens; the reader leaves after the first few events.
+      (["stream", "--port", "\(port)", "--sse", "Câu hỏi"], 100),
+      (["stream", "--port", "\(port)", "Câu hỏi"], 10),
+      // Readers that leave before anything is written.
+      (["stats", "--port", "\(port)"], 0),
+      (["batch", "--port", "\(port)", "--model", "echo", "một", "hai", "ba"], 0),
+      (["ping", "--port", "\(port)", "--count", "3"], 0),
+    ]
+    for (arguments, keep) in commands {
+      let run = try await Self.cliIntoClosedPipe(arguments, keep: keep)
+      #expect(run.reason == .uncaughtSignal && run.status == SIGPIPE, "\(arguments): \(run)")
+      #expect(run.error.isEmpty, "\(arguments): \(run.error)")
+    }
+    server.terminate()
+    try await Self.offPool { server.waitUntilExit() }
+  }
+
+  @Test(
+    "rpc-server prints its port, rpc-cli predicts, streams and reports errors with exit codes, SIGTERM exits 0"
+  )
+  func serverAndCLI() async throws {
+    let (server, port) = try await Self.startServer([
+      "--port", "0", "--token-interval", "0", "--batch-timeout", "0.001", "--rate-limit", "5",
+    ])
+    defer { if server.isRunning { server.terminate() } }
 
     let predict = try await Self.cli(["predict", "--port", "\(port)", "--model", "sim", "xin chào"])
     #expect(predict.status == 0, "\(predict.error)")
