@@ -169,6 +169,8 @@ add("request-id-zero", "A PREDICT on request id 0, which is reserved for the con
 add("hello-nonzero-id", "A HELLO on request id 5 (connection frames use id 0)",
     [header(6, "HELLO", 5) + bytes([1, 1, 0, 0, 0, 0, 0])[:6]], [], connection_error="PROTOCOL_ERROR",
     reencode="none")
+add("cancel-id-zero", "A CANCEL on request id 0: it must name a request", [header(0, "CANCEL", 0)], [],
+    connection_error="PROTOCOL_ERROR", reencode="none")
 add("truncated-field", "A PREDICT whose model name claims 200 bytes in a 12-byte payload",
     [header(12, "PREDICT", 2) + struct.pack(">IH", 0, 200) + b"echo" + b"\0\0"], [],
     connection_error="PROTOCOL_ERROR", reencode="none")
