@@ -316,6 +316,9 @@ def median(reports, key, sub=None):
     return statistics.median(values)
 
 
+NOTES_HEADING = "## Costs behind the design"
+
+
 def write_report(args, rows, batching, idle, commands, rss, micro=None):
     lines = []
     add = lines.append
@@ -406,8 +409,17 @@ def write_report(args, rows, batching, idle, commands, rss, micro=None):
         add(command)
     add("```")
     add("")
+    # The hand-written notes at the end of the file (measured costs behind the code) are kept.
+    kept = ""
+    if os.path.exists(args.output):
+        with open(args.output) as existing:
+            text = existing.read()
+        if NOTES_HEADING in text:
+            kept = text[text.index(NOTES_HEADING):]
     with open(args.output, "w") as output:
         output.write("\n".join(lines))
+        if kept:
+            output.write("\n" + kept)
     print("wrote %s" % args.output, file=sys.stderr)
 
 

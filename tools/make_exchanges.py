@@ -21,12 +21,12 @@ opposed to what bytes decode to, which Protocol/vectors covers). Each is one JSO
 Run it after changing the protocol, then `tools/check_exchanges.py --spawn rpc-server`.
 """
 
-import json
 import os
 import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_vectors  # noqa: E402
 import wire  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Protocol", "exchanges")
@@ -235,15 +235,7 @@ add("drain-timeout", "§3.7: a request still in flight at the drain timeout is a
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for name in os.listdir(OUT):
-        if name.endswith(".json"):
-            os.remove(os.path.join(OUT, name))
-    for exchange in exchanges:
-        with open(os.path.join(OUT, exchange["name"] + ".json"), "w") as f:
-            json.dump(exchange, f, indent=2, ensure_ascii=False)
-            f.write("\n")
-    print("wrote %d exchanges to %s" % (len(exchanges), os.path.normpath(OUT)))
+    make_vectors.write_files(OUT, exchanges, "exchanges")
 
 
 if __name__ == "__main__":

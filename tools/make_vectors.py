@@ -230,16 +230,21 @@ add("garbage", "Text where a frame should start (\"GET / HTTP/1.1\\r\\n\"): its 
     "1.2 GB, over the limit", [b"GET / HTTP/1.1\r\n"], [], connection_error="FRAME_TOO_LARGE", reencode="none")
 
 
-def main():
-    os.makedirs(OUT, exist_ok=True)
-    for name in os.listdir(OUT):
+def write_files(folder, items, what):
+    """Replaces the JSON files of `folder` with one file per item, named after it."""
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
         if name.endswith(".json"):
-            os.remove(os.path.join(OUT, name))
-    for vector in vectors:
-        with open(os.path.join(OUT, vector["name"] + ".json"), "w", encoding="utf-8") as f:
-            json.dump(vector, f, ensure_ascii=False, indent=2)
+            os.remove(os.path.join(folder, name))
+    for item in items:
+        with open(os.path.join(folder, item["name"] + ".json"), "w", encoding="utf-8") as f:
+            json.dump(item, f, ensure_ascii=False, indent=2)
             f.write("\n")
-    print("wrote %d vectors to %s" % (len(vectors), os.path.normpath(OUT)))
+    print("wrote %d %s to %s" % (len(items), what, os.path.normpath(folder)))
+
+
+def main():
+    write_files(OUT, vectors, "vectors")
 
 
 if __name__ == "__main__":

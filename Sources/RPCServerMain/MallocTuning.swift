@@ -9,8 +9,7 @@
 /// KiB, a burst's buffer is tens to hundreds of KiB: at glibc's defaults such a buffer is
 /// either mapped and unmapped on its own or, freed at the top of a thread's arena, trimmed
 /// off with `madvise`. Either way the next buffer of the same size faults its pages back in
-/// one by one, and the trim interrupts the other cores to flush their TLBs. On a server
-/// echoing 4 KiB predicts that was a fifth of its CPU time.
+/// one by one, and the trim interrupts the other cores to flush their TLBs.
 ///
 /// This raises the size below which allocations come from the arenas (16 MiB) and the free
 /// space an arena keeps before trimming (64 MiB), so the memory a process has used for

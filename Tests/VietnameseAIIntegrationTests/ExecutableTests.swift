@@ -44,7 +44,8 @@ struct ExecutableTests {
     try await offPool { try runCLI(arguments) }
   }
 
-  private static func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+  /// Starts `rpc-cli` with its standard output and error on pipes.
+  private static func launchCLI(_ arguments: [String]) throws -> (Process, output: Pipe, error: Pipe) {
     let process = Process()
     process.executableURL = try product("rpc-cli")
     process.arguments = arguments
@@ -53,6 +54,11 @@ struct ExecutableTests {
     process.standardOutput = output
     process.standardError = error
     try process.run()
+    return (process, output, error)
+  }
+
+  private static func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+    let (process, output, error) = try launchCLI(arguments)
     let out = output.fileHandleForReading.readDataToEndOfFile()
     let err = error.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
@@ -95,14 +101,7 @@ struct ExecutableTests {
     reason: Process.TerminationReason, status: Int32, error: String
   ) {
     try await offPool {
-      let process = Process()
-      process.executableURL = try product("rpc-cli")
-      process.arguments = arguments
-      let output = Pipe()
-      let error = Pipe()
-      process.standardOutput = output
-      process.standardError = error
-      try process.run()
+      let (process, output, error) = try launchCLI(arguments)
       var read = 0
       while read < keep {
         let chunk = output.fileHandleForReading.availableData

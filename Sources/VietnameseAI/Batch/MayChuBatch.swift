@@ -236,13 +236,12 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   /// inside is copied and destroyed through its runtime type metadata.
   ///
   /// Small on purpose: the input and two 32-bit words. The deadline is whole milliseconds
-  /// from now, 0 for none, as a network front end reads it; an optional `Duration` made the
-  /// struct large enough that every copy of it went through its value witness, looked up at
-  /// run time, and converting a `Duration` divides 128 bits.
+  /// from now, 0 for none, as a network front end reads it: an optional `Duration` would make
+  /// the struct large enough to be copied through its value witness, and converting a
+  /// `Duration` divides 128 bits.
   ///
   /// SPI with an inlinable initializer, so that a front end in another module builds it in
-  /// place, specialised: a `package` initializer is not inlined across modules, and the
-  /// generic call it compiles to took 3% of a server's time.
+  /// place, specialised: a `package` initializer is not inlined across modules.
   @_spi(Batching)
   public struct Submission {
     public var input: DauVao

@@ -16,8 +16,8 @@
 /// a cache line bouncing between cores on the rate limiter's hot path.
 ///
 /// A component that can do with a few milliseconds' resolution may ask for Linux's coarse
-/// clock instead (`CLOCK_MONOTONIC_COARSE`, the time of the last scheduler tick): a third of
-/// the cost of a precise read, which is a fifth of a rate-limit decision.
+/// clock instead (`CLOCK_MONOTONIC_COARSE`, the time of the last scheduler tick), which is
+/// read without the timekeeping arithmetic of a precise read.
 struct InjectedClock: Sendable {
   private enum Source: Sendable {
     /// `CLOCK_BOOTTIME`, or `CLOCK_MONOTONIC_COARSE` if `coarse`.

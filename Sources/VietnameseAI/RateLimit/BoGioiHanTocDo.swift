@@ -79,9 +79,9 @@ public final class BoGioiHanTocDo: Sendable {
   ///   - cheDo: The algorithm (default token bucket).
   ///   - clock: Where time comes from; tests pass a test clock. With the system clock and a
   ///     window of at least a thousand ticks of Linux's coarse clock (4 s at the usual 4 ms
-  ///     tick), decisions read the coarse clock, a third of the cost of a precise read: the
-  ///     time they see is at most one tick old, which holds a refill back by at most a
-  ///     thousandth of the window and never lets more through.
+  ///     tick), decisions read the coarse clock, which is cheaper: the time they see is at
+  ///     most one tick old, which holds a refill back by at most a thousandth of the window
+  ///     and never lets more through.
   ///
   /// The parameters must be valid: check values from outside the program with
   /// ``validate(goiY:cuaSo:kichThuocBurst:)`` first. An invalid one is a programming error.

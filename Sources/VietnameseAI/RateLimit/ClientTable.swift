@@ -2,9 +2,7 @@
 ///
 /// With 100,000 clients the limiter's state does not fit in the CPU caches, and a decision costs
 /// what its lookup misses. `Dictionary` keeps its occupancy bitmap, keys and values in three
-/// arrays and hashes the key again even when the caller has a hash; the first version of this
-/// table kept hash, key and value side by side in 64-byte entries, which still made 16 MB for
-/// 100,000 clients. Now:
+/// arrays and hashes the key again even when the caller has a hash. Here:
 ///
 /// - A byte per slot (`control`) holds 7 bits of the hash, or zero for an empty slot. Probing
 ///   scans these bytes, which for 100,000 clients take 128 KB and stay in the caches; an entry is

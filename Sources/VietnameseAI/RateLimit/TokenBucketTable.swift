@@ -3,9 +3,9 @@ import Synchronization
 /// The token buckets of all clients, in one hash table that any number of threads decide on at
 /// once without a lock.
 ///
-/// With the table in shards behind locks, two cores deciding for different clients still took
-/// turns on the shard locks' cache lines, and two threads decided only about 1.5 times as fast
-/// as one. Here a client's bucket is 16 bytes, which one compare-and-swap replaces whole: a
+/// Shards behind locks would make two cores deciding for different clients take turns on the
+/// locks' cache lines. Here a client's bucket is 16 bytes, which one compare-and-swap replaces
+/// whole: a
 /// decision for a known client reads the table's structure under ``DecisionGate``'s read side,
 /// which writes only a line of the CPU's own, and swaps the bucket. The only line two cores
 /// both write is then the bucket itself, and only when they decide for the same client (or for

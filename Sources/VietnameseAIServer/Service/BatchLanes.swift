@@ -6,8 +6,7 @@ import VietnameseAIWire
 ///
 /// Connections of one loop queue their requests in that loop's lane, and a batch formed for
 /// the lane runs on the loop: with the batch's answers mostly for connections of the loop it
-/// ran on, they are written without a hop to another thread. With two loops sharing one lane,
-/// half of every batch's answers crossed over, one hop per connection per batch.
+/// ran on, they are written without a hop to another thread.
 struct BatchLanes: Sendable {
   struct Lane: Sendable {
     let index: Int

@@ -10,9 +10,9 @@ import Dispatch
 /// And a preference rather than plain tasks. When the loops serve as Swift's global executor
 /// (rpc-server's default), a plain task resumed by a loop runs on that loop's serial executor,
 /// and each call into a nonisolated async function (the generator, the token callback) then
-/// asks to move to the global executor: a trip through the loop's queue per token, a quarter of
-/// the server's CPU in `swift_task_switch`. With this preference those calls stay where they
-/// are; only real suspensions (a full gate, the generator's periodic yield, pacing) re-queue.
+/// asks to move to the global executor: a trip through the loop's queue per token. With this
+/// preference those calls stay where they are; only real suspensions (a full gate, the
+/// generator's periodic yield, pacing) re-queue.
 final class GeneratorExecutor: TaskExecutor {
   static let shared = GeneratorExecutor()
 

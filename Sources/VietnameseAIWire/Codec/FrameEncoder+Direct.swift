@@ -3,11 +3,10 @@ import NIOCore
 /// The hot frames written in one pass over raw memory.
 ///
 /// Every `ByteBuffer` write costs a capacity check, a uniqueness check and a dynamic
-/// exclusivity check on the buffer's storage (NIO is built with them on), about 25 ns each on a
-/// small machine: a `PREDICT` written field by field took 250 ns. Frames whose layout is fixed
-/// apart from their text and bytes (`PREDICT`, `RESULT`, `TOKEN`, `STREAM_END`, `ERROR`,
-/// `CANCEL`, `STATS_REQUEST`, `PING`, `PONG`) are instead sized first and written with one
-/// reservation; the bytes are exactly those of the general path, which the tests check.
+/// exclusivity check on the buffer's storage (NIO is built with them on). Frames whose layout
+/// is fixed apart from their text and bytes (`PREDICT`, `RESULT`, `TOKEN`, `STREAM_END`,
+/// `ERROR`, `CANCEL`, `STATS_REQUEST`, `PING`, `PONG`) are instead sized first and written with
+/// one reservation; the bytes are exactly those of the general path, which the tests check.
 extension FrameEncoder {
   /// Appends `frame` in one write if it is a hot frame that goes out uncompressed.
   ///
