@@ -410,15 +410,20 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
   /// Gives every runnable pulled stream its tokens for this turn, then flushes.
   private func runPulledTurn() {
     guard state.phase != .closed, let context, context.channel.isWritable, let scheduler else { return }
-    for progress in scheduler.runTurn(writer: &writer) {
-      let id = progress.stream.id
-      if progress.sent > 0 { _ = state.tokensWritten(id, count: progress.sent) }
-      switch progress.end {
-      case nil: break
-      case .exhausted: endPulled(progress.stream, with: .success(()))
-      case .refused(let error): perform(state.tokenRefused(id, error))
+    scheduler.runTurn(
+      write: { stream, limit in
+        let (sent, run) = writer.appendTokens(requestID: stream.id, limit: limit) { stream.next() }
+        return (sent, run, writer.pendingBytes)
+      },
+      report: { stream, sent, end in
+        if sent > 0 { _ = state.tokensWritten(stream.id, count: sent) }
+        switch end {
+        case nil: break
+        case .exhausted: endPulled(stream, with: .success(()))
+        case .refused(let error): perform(state.tokenRefused(stream.id, error))
+        }
       }
-    }
+    )
     flush()
     scheduler.resume(writable: context.channel.isWritable)
   }

@@ -20,15 +20,7 @@ final class PulledStreamScheduler {
   /// Bytes after which a turn stops, so that its output stays bounded.
   static let turnBytes = 64 * 1024
 
-  /// What a stream did in a turn.
-  struct Progress {
-    let stream: PulledStream
-    /// Tokens written.
-    var sent: Int
-    /// Why it ended, if it did.
-    var end: End?
-  }
-
+  /// How a stream's burst in a turn ended, if it ended the stream.
   enum End {
     /// The generator has no more tokens.
     case exhausted
@@ -45,7 +37,7 @@ final class PulledStreamScheduler {
   private var turnRequested = false
 
   /// - Parameters:
-  ///   - onTurn: Runs a turn (the connection calls ``runTurn(writer:)`` from it).
+  ///   - onTurn: Runs a turn (the connection calls ``runTurn(write:report:)`` from it).
   ///   - onLimit: A stream reached its time limit.
   init(
     loop: any EventLoop,
@@ -83,22 +75,23 @@ final class PulledStreamScheduler {
     runnable.removeAll()
   }
 
-  /// Gives every runnable stream its tokens for this turn, written into `writer`.
+  /// Gives every runnable stream its tokens for this turn.
   ///
-  /// A turn stops early once `writer` holds a turn's worth of bytes; the streams left keep
-  /// their place. Streams with more to give are queued again (a paced one when its pace
-  /// allows).
-  ///
-  /// - Returns: What each stream that wrote or ended did; the connection reports it.
-  func runTurn(writer: inout FrameWriter) -> [Progress] {
-    var progress: [Progress] = []
+  /// `write` writes up to the given number of a stream's tokens (taking them from
+  /// ``PulledStream/next()``) and says how many it wrote, how it stopped, and how many bytes
+  /// now wait to be flushed. A turn stops early once a turn's worth of bytes waits; the streams
+  /// left keep their place. Streams with more to give are queued again (a paced one when its
+  /// pace allows). `report` is told of each stream that wrote or ended, after its write.
+  func runTurn(
+    write: (PulledStream, Int) -> (sent: Int, run: FrameWriter.TokenRun, pendingBytes: Int),
+    report: (PulledStream, _ sent: Int, End?) -> Void
+  ) {
     var turns = runnable.count
     while turns > 0, let stream = runnable.popFirst() {
       turns -= 1
       // A stream that ended since it was queued (cancelled, timed out) is dropped.
       guard !stream.isStopped else { continue }
-      let limit = stream.isPaced ? 1 : Self.tokensPerTurn
-      let (sent, run) = writer.appendTokens(requestID: stream.id, limit: limit) { stream.next() }
+      let (sent, run, pendingBytes) = write(stream, stream.isPaced ? 1 : Self.tokensPerTurn)
       if sent > 0 { stream.delivered(sent) }
       var end: End?
       if case .failed(let failure) = run {
@@ -113,10 +106,9 @@ final class PulledStreamScheduler {
       } else {
         runnable.append(stream)
       }
-      if sent > 0 || end != nil { progress.append(Progress(stream: stream, sent: sent, end: end)) }
-      if writer.pendingBytes >= Self.turnBytes { break }
+      if sent > 0 || end != nil { report(stream, sent, end) }
+      if pendingBytes >= Self.turnBytes { break }
     }
-    return progress
   }
 
   private func makeRunnable(_ stream: PulledStream) {

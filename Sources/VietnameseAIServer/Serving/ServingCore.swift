@@ -11,8 +11,8 @@ import VietnameseAI
 ///
 /// Work comes back through completions, each called exactly once, on whatever thread finished
 /// the work and possibly before the call that started it returns. Predicts of one read go in
-/// together (``submitPredicts(_:client:sinks:accepted:refused:)``): one rate-limit decision and
-/// one lock per model for all of them.
+/// together (``submitPredicts(_:client:sinks:makeSink:accepted:refused:)``): one rate-limit
+/// decision and one lock per model for all of them.
 final class ServingCore: Sendable {
   let configuration: RPCServer.Configuration
   let admission: Admission
