@@ -95,7 +95,7 @@ struct ServingCoreTests {
   func predictsOfARead() async throws {
     let core = try Self.core(goiY: 3)
     let answers = Answers()
-    var sinks = PredictSinks()
+    var sinks = PredictSinks(make: answers.sink(for:))
     var accepted: [UInt32] = []
     var refused: [UInt32: ServingError.Code] = [:]
     let read = [
@@ -106,7 +106,6 @@ struct ServingCoreTests {
       read,
       client: "c",
       sinks: &sinks,
-      makeSink: answers.sink(for:),
       accepted: { id, _ in accepted.append(id) },
       refused: { id, error in refused[id] = error.code }
     )
@@ -124,22 +123,21 @@ struct ServingCoreTests {
     held.release()
     let core = try Self.core(held: held)
     let answers = Answers()
-    var sinks = PredictSinks()
-    var made: [String] = []
+    let made = Locked<[String]>([])
+    var sinks = PredictSinks { model in
+      made.withLock { $0.append(model.name) }
+      return answers.sink(for: model)
+    }
     var accepted = 0
     let read = [Self.predict(1, "echo"), Self.predict(2, "held"), Self.predict(3, "echo")]
     core.submitPredicts(
       read,
       client: "c",
       sinks: &sinks,
-      makeSink: { model in
-        made.append(model.name)
-        return answers.sink(for: model)
-      },
       accepted: { _, _ in accepted += 1 },
       refused: { id, error in Issue.record("\(id): \(error)") }
     )
-    #expect(accepted == 3 && made == ["echo", "held"])
+    #expect(accepted == 3 && made.withLock { $0 } == ["echo", "held"])
     try await eventually("all answered") { answers.count == 3 }
   }
 
@@ -148,7 +146,7 @@ struct ServingCoreTests {
     let held = HeldModel()
     let core = try Self.core(held: held)
     let answers = Answers()
-    var sinks = PredictSinks()
+    var sinks = PredictSinks(make: answers.sink(for:))
     // The held model keeps its first batch; its queue (1000 by default) is not the point
     // here: echo's queue of 8 is.
     let read = (1...20).map { Self.predict(UInt32($0), "echo") }
@@ -157,7 +155,6 @@ struct ServingCoreTests {
       read,
       client: "c",
       sinks: &sinks,
-      makeSink: answers.sink(for:),
       accepted: { _, _ in accepted += 1 },
       refused: { id, error in Issue.record("\(id): \(error)") }
     )

@@ -37,8 +37,6 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
   /// The predicts of the current read, submitted together at its end. Empty between reads.
   private var gathered: [PredictRequest] = []
   private var sinks = PredictSinks()
-  /// Makes this connection's sink for a model (see ``makeSinkMaker(bound:loop:lane:)``).
-  private var makeSink: ((ServedModel) -> ServedModel.Sink)?
   private let gate = OutboundGate()
   /// Lets pulled streams and token drains wait for the loop's next poll for I/O; `nil` runs
   /// every generator as a task and drains tokens at once.
@@ -96,7 +94,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     self.context = context
     let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
     self.bound = bound
-    self.makeSink = Self.makeSinkMaker(bound: bound, loop: context.eventLoop, lane: lane)
+    self.sinks = PredictSinks(make: Self.makeSinkMaker(bound: bound, loop: context.eventLoop, lane: lane))
     if let yield {
       scheduler = PulledStreamScheduler(
         loop: context.eventLoop,
@@ -120,7 +118,6 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     self.context = nil
     self.bound = nil
     self.scheduler = nil
-    self.makeSink = nil
     self.sinks.removeAll()
   }
 
@@ -288,12 +285,11 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     // The list is used in place and emptied at the end, keeping its storage for the next read.
     defer { gathered.removeAll(keepingCapacity: true) }
     // A connection that failed while reading is closing: its requests were abandoned.
-    guard state.phase != .closed, let makeSink else { return }
+    guard state.phase != .closed else { return }
     core.submitPredicts(
       gathered,
       client: state.clientID,
       sinks: &sinks,
-      makeSink: makeSink,
       accepted: { id, ticket in state.workStarted(id, .model(ticket)) },
       refused: { id, error in finish(id, .failure(error)) }
     )

@@ -9,17 +9,29 @@ struct PredictSinks {
   }
 
   private var entries: [Entry] = []
+  private var make: ((ServedModel) -> ServedModel.Sink)?
 
-  /// The sink for `model`, made by `make` the first time.
-  mutating func sink(for model: ServedModel, make: (ServedModel) -> ServedModel.Sink) -> ServedModel.Sink {
+  /// - Parameter make: Makes the connection's sink for a model: its lane, and the receiver
+  ///   of its answers.
+  init(make: @escaping (ServedModel) -> ServedModel.Sink) {
+    self.make = make
+  }
+
+  /// No sinks: a connection that is not set up, or is gone.
+  init() {}
+
+  /// The sink for `model`; `nil` once the sinks were let go.
+  mutating func sink(for model: ServedModel) -> ServedModel.Sink? {
     for entry in entries where entry.model === model { return entry.sink }
+    guard let make else { return nil }
     let sink = make(model)
     entries.append(Entry(model: model, sink: sink))
     return sink
   }
 
-  /// Lets go of every sink, and of what their receivers hold.
+  /// Lets go of every sink and of the maker, and of what their receivers hold.
   mutating func removeAll() {
     entries.removeAll()
+    make = nil
   }
 }

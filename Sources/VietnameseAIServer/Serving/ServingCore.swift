@@ -11,7 +11,7 @@ import VietnameseAI
 ///
 /// Work comes back through completions, each called exactly once, on whatever thread finished
 /// the work and possibly before the call that started it returns. Predicts of one read go in
-/// together (``submitPredicts(_:client:sinks:makeSink:accepted:refused:)``): one rate-limit
+/// together (``submitPredicts(_:client:sinks:accepted:refused:)``): one rate-limit
 /// decision and one lock per model for all of them.
 final class ServingCore: Sendable {
   let configuration: RPCServer.Configuration
@@ -130,8 +130,7 @@ final class ServingCore: Sendable {
   // MARK: Predicts
 
   /// Routes, rate-limits and queues the predicts a front door read together for `client`,
-  /// through the door's sinks (`makeSink` makes the one for a model the first time), whose
-  /// receivers get the answers.
+  /// through the door's sinks, whose receivers get the answers.
   ///
   /// Each predict is reported once, synchronously, in the list's order within each kind:
   /// `accepted` with its ticket, or `refused` with why. An accepted predict may still be
@@ -141,7 +140,6 @@ final class ServingCore: Sendable {
     _ predicts: [PredictRequest],
     client: String,
     sinks: inout PredictSinks,
-    makeSink: (ServedModel) -> ServedModel.Sink,
     accepted: (UInt32, ModelTicket) -> Void,
     refused: (UInt32, ServingError) -> Void
   ) {
@@ -156,7 +154,6 @@ final class ServingCore: Sendable {
         predicts[...],
         route: &route,
         sinks: &sinks,
-        makeSink: makeSink,
         accepted: accepted,
         refused: refused
       )
@@ -180,7 +177,6 @@ final class ServingCore: Sendable {
       admitted[...],
       route: &route,
       sinks: &sinks,
-      makeSink: makeSink,
       accepted: accepted,
       refused: refused
     )
@@ -191,7 +187,6 @@ final class ServingCore: Sendable {
     _ predicts: ArraySlice<PredictRequest>,
     route: inout RouteCache,
     sinks: inout PredictSinks,
-    makeSink: (ServedModel) -> ServedModel.Sink,
     accepted: (UInt32, ModelTicket) -> Void,
     refused: (UInt32, ServingError) -> Void
   ) {
@@ -201,7 +196,14 @@ final class ServingCore: Sendable {
       var end = start + 1
       while end < predicts.endIndex && predicts[end].model == name { end += 1 }
       guard let model = route.model(name) else { return }  // routable by construction
-      let submitted = sinks.sink(for: model, make: makeSink).submitAll(predicts[start..<end])
+      guard let sink = sinks.sink(for: model) else {
+        for index in start..<end {
+          refused(predicts[index].id, ServingError(.unavailable, "the connection is gone"))
+        }
+        start = end
+        continue
+      }
+      let submitted = sink.submitAll(predicts[start..<end])
       // The predicts whose input the model took have the tickets, in order.
       var tickets = submitted.tickets.makeIterator()
       var rejected = submitted.refused.makeIterator()
