@@ -188,7 +188,7 @@ let package = Package(
         "VietnameseAIWire",
         "TestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
-        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ],
       swiftSettings: swiftSettings
     ),
