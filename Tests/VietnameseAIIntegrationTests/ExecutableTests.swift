@@ -44,8 +44,11 @@ struct ExecutableTests {
     try await offPool { try runCLI(arguments) }
   }
 
-  /// Starts `rpc-cli` with its standard output and error on pipes.
-  private static func launchCLI(_ arguments: [String]) throws -> (Process, output: Pipe, error: Pipe) {
+  /// Starts `rpc-cli` with its standard output and error on pipes; with `closingOutput`, the
+  /// output's reading end is closed before the program starts, so nobody ever reads it.
+  private static func launchCLI(_ arguments: [String], closingOutput: Bool = false) throws -> (
+    Process, output: Pipe, error: Pipe
+  ) {
     let process = Process()
     process.executableURL = try product("rpc-cli")
     process.arguments = arguments
@@ -53,6 +56,7 @@ struct ExecutableTests {
     let error = Pipe()
     process.standardOutput = output
     process.standardError = error
+    if closingOutput { try output.fileHandleForReading.close() }
     try process.run()
     return (process, output, error)
   }
@@ -96,19 +100,19 @@ struct ExecutableTests {
   }
 
   /// Runs `rpc-cli` with a standard output that its reader closes after `keep` bytes, as
-  /// `| head -c keep` does.
+  /// `| head -c keep` does; with `keep` 0, before the program starts.
   static func cliIntoClosedPipe(_ arguments: [String], keep: Int) async throws -> (
     reason: Process.TerminationReason, status: Int32, error: String
   ) {
     try await offPool {
-      let (process, output, error) = try launchCLI(arguments)
+      let (process, output, error) = try launchCLI(arguments, closingOutput: keep == 0)
       var read = 0
       while read < keep {
         let chunk = output.fileHandleForReading.availableData
         if chunk.isEmpty { break }
         read += chunk.count
       }
-      try output.fileHandleForReading.close()
+      if keep > 0 { try output.fileHandleForReading.close() }
       let err = error.fileHandleForReading.readDataToEndOfFile()
       process.waitUntilExit()
       return (process.terminationReason, process.terminationStatus, String(decoding: err, as: UTF8.self))
@@ -117,7 +121,8 @@ struct ExecutableTests {
 
   @Test("every subcommand whose reader goes away ends by SIGPIPE, quietly, as a Unix tool does")
   func closedOutput() async throws {
-    let (server, port) = try await Self.startServer(["--port", "0", "--token-interval", "0.01"])
+    // Tokens 50 ms apart: the essay's stream lasts seconds, long after its reader has left.
+    let (server, port) = try await Self.startServer(["--port", "0", "--token-interval", "0.05"])
     defer { if server.isRunning { server.terminate() } }
     let commands: [(arguments: [String], keep: Int)] = [
       // An essay of a few hundred tokens; the reader leaves after the first few events.

@@ -12,13 +12,14 @@ import VietnameseAI
 @Suite("Serving core")
 struct ServingCoreTests {
   /// A core over `echo` (a queue of 8) and a model that holds its batches until released, with
-  /// a rate limit of `goiY` per minute and the built-in generators.
+  /// a rate limit of `goiY` per hour and the built-in generators.
   static func core(goiY: Int = 1_000, maxStreams: Int = 100, held: HeldModel = HeldModel()) throws
     -> ServingCore
   {
     var configuration = RPCServer.Configuration()
     configuration.rateLimit.goiY = goiY
-    configuration.rateLimit.cuaSo = .seconds(60)
+    // An hour's window: the allowance refills too slowly to change within a test.
+    configuration.rateLimit.cuaSo = .seconds(3600)
     configuration.streaming.toiDaClient = maxStreams
     configuration.streaming.tocDoToken = .zero
     var batching = BuiltinModels.Batching()
