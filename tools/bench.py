@@ -6,9 +6,9 @@
     python3 tools/bench.py --skip-build --only predict-1x1
     python3 tools/bench.py --no-micro      # skip the package-benchmark micro-benchmarks
 
-Every configuration runs against each system in turn (A B C A B C ...), three rounds by
-default, on the same machine in one sitting; the table holds the medians and the ratios of our
-figures to the peers'. Each load client takes the same flags (`rpc-cli bench`'s). Afterwards
+Every configuration runs against each system in turn, three rounds by default, the order
+turning each round (A B C, B C A, C A B, ...), on the same machine in one sitting; the table
+holds the medians and the ratios of our figures to the peers'. Each load client takes the same flags (`rpc-cli bench`'s). Afterwards
 the script opens 10,000 idle connections to rpc-server and reads its resident memory, and it
 records the server's RSS after every run so that growth shows.
 
@@ -173,7 +173,10 @@ def main():
             systems = ("ours", "ours-cb", "ours-cb-2w", "nio", "grpc") if predict else ("ours", "nio", "grpc")
             results = {system: [] for system in systems}
             for round_index in range(args.rounds):
-                for system in systems:
+                # The order turns each round: a run right after another system's run is measurably
+                # faster (a few percent, whatever it runs), so no system may keep one slot.
+                shift = round_index % len(systems)
+                for system in systems[shift:] + systems[:shift]:
                     command = system_command(system, flags)
                     if round_index == 0:
                         commands.append(shlex.join([os.path.relpath(command[0], ROOT)] + command[1:]))
@@ -326,7 +329,8 @@ def write_report(args, rows, batching, idle, commands, rss, micro=None):
     add("")
     add("Measured %s on %s." % (datetime.date.today().isoformat(), machine()))
     add("Client and server share the machine. Each figure is the median of %d runs of %.0f s, taken in "
-        "turns (ours, bare NIO, gRPC, ours, ...). Reproduce with `python3 tools/bench.py`." % (args.rounds, args.duration))
+        "turns, the order of the systems turning each round. Reproduce with `python3 tools/bench.py`." % (
+            args.rounds, args.duration))
     add("")
     add("- **ours**: `rpc-server %s` loaded by `rpc-cli bench` (the Swift client SDK with a 30 s "
         "deadline on every call). *async client*: a Swift task per call slot awaiting `RPCClient.predict`; "
