@@ -69,6 +69,23 @@ struct ServingCoreTests {
     var count: Int { byTag.withLock { $0.count } }
   }
 
+  /// Submits `read` as one read of client "c"; how many were accepted. No refusal is expected.
+  static func submitAllAccepted(
+    _ read: [PredictRequest],
+    to core: ServingCore,
+    through sinks: inout PredictSinks
+  ) -> Int {
+    var accepted = 0
+    core.submitPredicts(
+      read,
+      client: "c",
+      sinks: &sinks,
+      accepted: { _, _ in accepted += 1 },
+      refused: { id, error in Issue.record("\(id): \(error)") }
+    )
+    return accepted
+  }
+
   static func predict(_ id: UInt32, _ model: String) -> PredictRequest {
     PredictRequest(id: id, model: model, input: ByteBuffer(string: "v\(id)"), deadlineMilliseconds: 0)
   }
@@ -129,41 +146,23 @@ struct ServingCoreTests {
       made.withLock { $0.append(model.name) }
       return answers.sink(for: model)
     }
-    var accepted = 0
     let read = [Self.predict(1, "echo"), Self.predict(2, "held"), Self.predict(3, "echo")]
-    core.submitPredicts(
-      read,
-      client: "c",
-      sinks: &sinks,
-      accepted: { _, _ in accepted += 1 },
-      refused: { id, error in Issue.record("\(id): \(error)") }
-    )
+    let accepted = Self.submitAllAccepted(read, to: core, through: &sinks)
     #expect(accepted == 3 && made.withLock { $0 } == ["echo", "held"])
     try await eventually("all answered") { answers.count == 3 }
   }
 
   @Test("a predict the model's queue cannot take is answered through the sink")
   func queueFull() async throws {
-    let held = HeldModel()
-    let core = try Self.core(held: held)
+    let core = try Self.core()
     let answers = Answers()
     var sinks = PredictSinks(make: answers.sink(for:))
-    // The held model keeps its first batch; its queue (1000 by default) is not the point
-    // here: echo's queue of 8 is.
+    // Twenty predicts in one read, for echo's queue of 8.
     let read = (1...20).map { Self.predict(UInt32($0), "echo") }
-    var accepted = 0
-    core.submitPredicts(
-      read,
-      client: "c",
-      sinks: &sinks,
-      accepted: { _, _ in accepted += 1 },
-      refused: { id, error in Issue.record("\(id): \(error)") }
-    )
-    #expect(accepted == 20)
+    #expect(Self.submitAllAccepted(read, to: core, through: &sinks) == 20)
     try await eventually("every predict answered") { answers.count == 20 }
     let codes = answers.byTag.withLock { table in table.values.compactMap { $0.failure?.code } }
     #expect(!codes.isEmpty && codes.allSatisfy { $0 == .queueFull }, "\(codes)")
-    held.release()
   }
 
   // MARK: Batch predicts
