@@ -1,4 +1,3 @@
-import Clocks
 import Dispatch
 import TestSupport
 import Testing
@@ -16,7 +15,7 @@ struct MayChuBatchTests {
   /// A started server whose batch function doubles its inputs, records every batch it
   /// receives and, when gated, waits on `gate` before answering; time comes from `clock`.
   private struct Harness {
-    let clock = TestClock()
+    let clock = SteppedClock()
     let batches = Recorder<[Int]>()
     let gate = Gate()
     let server: MayChuBatch<Int, Int>
@@ -140,7 +139,7 @@ struct MayChuBatchTests {
       kichThuocBatch: 1,
       timeoutBatch: .zero,
       soWorker: workers,
-      clock: TestClock()
+      clock: SteppedClock()
     )
     try server.batDau()
     let tasks = (0..<6).map { i in Task { try await server.duDoan(i) } }
@@ -198,7 +197,7 @@ struct MayChuBatchTests {
       },
       kichThuocBatch: 3,
       timeoutBatch: .seconds(1000),
-      clock: TestClock()
+      clock: SteppedClock()
     )
     try server.batDau()
     await expectError(.invalidBatchOutput) { try await server.duDoanBatch([1, 2, 3]) }
@@ -302,7 +301,7 @@ struct MayChuBatchTests {
 
   @Test("a batch whose every caller left is cancelled, freeing its worker and letting dung() return")
   func abandonedBatchIsCancelled() async throws {
-    let clock = TestClock()
+    let clock = SteppedClock()
     let started = Recorder<[Int]>()
     let cancelled = Recorder<[Int]>()
     let server = MayChuBatch<Int, Int>(
@@ -376,7 +375,7 @@ struct MayChuBatchTests {
 
   @Test("answered requests leave at most a bounded number of deadline entries behind")
   func deadlineEntriesStayBounded() async throws {
-    let server = MayChuBatch(moHinh: Doubler(), timeoutBatch: .zero, clock: TestClock())
+    let server = MayChuBatch(moHinh: Doubler(), timeoutBatch: .zero, clock: SteppedClock())
     try server.batDau()
     for value in 0..<2_000 {
       #expect(try await server.duDoan(value, deadline: .seconds(30)) == value * 2)
@@ -474,7 +473,7 @@ struct MayChuBatchTests {
 
   @Test("statistics carry the seed's keys and come from an HdrHistogram")
   func statistics() async throws {
-    let clock = TestClock()
+    let clock = SteppedClock()
     let server = MayChuBatch(
       moHinh: Doubler(),
       kichThuocBatch: 2,

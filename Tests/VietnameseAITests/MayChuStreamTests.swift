@@ -1,4 +1,3 @@
-import Clocks
 import Synchronization
 import TestSupport
 import Testing
@@ -30,7 +29,7 @@ private final class ManualGenerator: Sendable {
     toiDaClient: Int = 100,
     timeout: Duration = .seconds(60),
     toiDaMoiClient: Int? = nil,
-    clock: TestClock<Duration> = TestClock()
+    clock: SteppedClock = SteppedClock()
   ) -> MayChuStream {
     MayChuStream(
       hamSinh: hamSinh,
@@ -90,7 +89,7 @@ struct MayChuStreamTests {
 
   @Test("tokens are handed over at least tocDoToken apart")
   func pacing() async throws {
-    let clock = TestClock()
+    let clock = SteppedClock()
     let server = MayChuStream(hamSinh: { _ in ["a", "b", "c"] }, tocDoToken: .milliseconds(20), clock: clock)
     let received = Recorder<(String, Duration)>()
     let start = clock.now
@@ -148,7 +147,7 @@ struct MayChuStreamTests {
 
   @Test("a stream that outlives its timeout ends with streamTimeout and frees its slot")
   func streamTimeout() async throws {
-    let clock = TestClock()
+    let clock = SteppedClock()
     let generator = ManualGenerator()
     let server = generator.server(timeout: .seconds(60), clock: clock)
     let reader = Task { try await collect(server.sinhStream("x")) }
@@ -167,7 +166,7 @@ struct MayChuStreamTests {
 
   @Test("a caller's deadline shorter than the timeout ends the stream with deadlineExceeded")
   func streamDeadline() async throws {
-    let clock = TestClock()
+    let clock = SteppedClock()
     let generator = ManualGenerator()
     let server = generator.server(timeout: .seconds(60), clock: clock)
     let errors = Recorder<any Error>()
@@ -303,7 +302,7 @@ struct MayChuStreamTests {
 
   @Test("a timeout in an SSE stream becomes an error event followed by [DONE]")
   func sseTimeout() async throws {
-    let clock = TestClock()
+    let clock = SteppedClock()
     let generator = ManualGenerator()
     let server = generator.server(timeout: .seconds(1), clock: clock)
     let reader = Task { try await collect(server.sinhSSE("x")) }
@@ -370,7 +369,7 @@ struct MayChuStreamTests {
 
   @Test("statistics carry the seed's keys, durations and time to first token")
   func statistics() async throws {
-    let clock = TestClock()
+    let clock = SteppedClock()
     let server = MayChuStream(hamSinh: { _ in ["a", "b"] }, tocDoToken: .milliseconds(500), clock: clock)
     let reader = Task { for try await _ in server.sinhStream("x") {} }
     try await eventually("first token") { server.layThongKe().tokensSent == 1 }
