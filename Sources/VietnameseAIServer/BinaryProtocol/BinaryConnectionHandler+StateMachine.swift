@@ -44,14 +44,6 @@ extension BinaryConnectionHandler {
 
     /// A request in flight.
     struct Request {
-      enum Kind: Equatable {
-        case predict
-        case batchPredict
-        case stream
-        case statistics
-      }
-
-      var kind: Kind
       /// `nil` until the work has started (a predict waiting for the end of its read).
       var work: Work?
       var tokensSent: UInt32 = 0
@@ -220,11 +212,11 @@ extension BinaryConnectionHandler {
       case .predict:
         return predictReceived(id)
       case .batchPredict(let request):
-        return admit(id, as: .batchPredict) ?? .startBatch(id, request)
+        return admit(id) ?? .startBatch(id, request)
       case .streamOpen(let request):
-        return admit(id, as: .stream) ?? .openStream(id, request)
+        return admit(id) ?? .openStream(id, request)
       case .statsRequest:
-        return admit(id, as: .statistics) ?? .answerStatistics(id)
+        return admit(id) ?? .answerStatistics(id)
       case .cancel:
         // An id not in flight may have crossed its answer on the wire: ignored.
         guard let work = requests[id]?.work else { return .none }
@@ -246,7 +238,7 @@ extension BinaryConnectionHandler {
     mutating func predictReceived(_ id: UInt32) -> Action {
       switch phase {
       case .active, .draining:
-        return admit(id, as: .predict) ?? .gather
+        return admit(id) ?? .gather
       case .awaitingHello:
         return fail(.protocolError, "expected HELLO first, got PREDICT")
       case .closed:
@@ -269,9 +261,9 @@ extension BinaryConnectionHandler {
     }
 
     /// Enters request `id` in the table, or says why it may not start.
-    private mutating func admit(_ id: UInt32, as kind: Request.Kind) -> Action? {
+    private mutating func admit(_ id: UInt32) -> Action? {
       // One lookup: the check for a duplicate id is the insertion itself.
-      if let previous = requests.updateValue(Request(kind: kind), forKey: id) {
+      if let previous = requests.updateValue(Request(), forKey: id) {
         requests[id] = previous
         return duplicate(id)
       }

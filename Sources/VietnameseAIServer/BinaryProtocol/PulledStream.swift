@@ -18,13 +18,17 @@ final class PulledStream {
   /// Set once the stream has stopped; a stream still queued for a turn is then skipped.
   private(set) var isStopped = false
 
+  /// The least time between two tokens, converted once; `nil` for an unpaced stream.
+  private let pacing: TimeAmount?
+
   init(id: UInt32, source: PulledTokens) {
     self.id = id
     self.source = source
+    self.pacing = source.pace > .zero ? TimeAmount(source.pace) : nil
   }
 
-  var isPaced: Bool { source.pace > .zero }
-  var pace: TimeAmount { TimeAmount(source.pace) }
+  var isPaced: Bool { pacing != nil }
+  var pace: TimeAmount { pacing ?? .zero }
   var limit: (after: Duration, error: VietnameseAIError)? { source.limit }
 
   /// The next token, or `nil` once the generator has no more.
