@@ -22,10 +22,10 @@ struct PulledStreamSchedulerTests {
     }
 
     /// What the scheduler reported: each turn's bursts, and the streams that reached their
-    /// limit.
+    /// limit, with whether each then held no timer that could bring it back.
     final class Log: Sendable {
       let bursts = Locked<[[Burst]]>([])
-      let limited = Locked<[UInt32]>([])
+      let limited = Locked<[(id: UInt32, inert: Bool)]>([])
     }
 
     let loop: any EventLoop
@@ -58,8 +58,9 @@ struct PulledStreamSchedulerTests {
             box.value?.resume(writable: true)
           },
           onLimit: { stream in
-            log.limited.withLock { $0.append(stream.id) }
             _ = stream.end(.failure(CancellationError()))
+            let inert = stream.isStopped && stream.paceTimer == nil && stream.limitTimer == nil
+            log.limited.withLock { $0.append((stream.id, inert)) }
           }
         )
         return box
@@ -91,7 +92,7 @@ struct PulledStreamSchedulerTests {
     }
 
     var turns: [[Burst]] { log.bursts.withLock { $0 } }
-    var limited: [UInt32] { log.limited.withLock { $0 } }
+    var limited: [(id: UInt32, inert: Bool)] { log.limited.withLock { $0 } }
   }
 
   static let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -126,10 +127,16 @@ struct PulledStreamSchedulerTests {
   func limit() async throws {
     let harness = try await Harness(loop: Self.group.next())
     try await harness.start(3, tokens: 1_000_000, pace: .milliseconds(50), limit: .milliseconds(120))
-    try await eventually("limited") { harness.limited == [3] }
-    let sent = harness.turns.flatMap { $0 }.map(\.sent).reduce(0, +)
-    try await Task.sleep(for: .milliseconds(200))
-    #expect(harness.turns.flatMap { $0 }.map(\.sent).reduce(0, +) == sent)
+    try await eventually("limited") { harness.limited.map(\.id) == [3] }
+    // Stopped, with no pace timer left to queue it again.
+    #expect(harness.limited.first?.inert == true)
+    let sent = harness.turns.flatMap { $0 }.filter { $0.id == 3 }.map(\.sent).reduce(0, +)
     #expect(sent <= 4)  // one token per 50 ms, for 120 ms at most
+    // Turns go on for another stream; the limited one takes no part in them.
+    try await harness.start(4, tokens: 200)
+    try await eventually("the other stream ended") {
+      harness.turns.flatMap { $0 }.contains { $0.id == 4 && $0.ended }
+    }
+    #expect(harness.turns.flatMap { $0 }.filter { $0.id == 3 }.map(\.sent).reduce(0, +) == sent)
   }
 }

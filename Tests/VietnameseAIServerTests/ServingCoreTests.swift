@@ -11,11 +11,9 @@ import VietnameseAI
 /// and how work reports back.
 @Suite("Serving core")
 struct ServingCoreTests {
-  /// A core over `echo` (a queue of 8) and a model that holds its batches until released, with
+  /// A core over `echo` (a queue of 8) and `held`, whose batches wait until `gate` opens, with
   /// a rate limit of `goiY` per hour and the built-in generators.
-  static func core(goiY: Int = 1_000, maxStreams: Int = 100, held: HeldModel = HeldModel()) throws
-    -> ServingCore
-  {
+  static func core(goiY: Int = 1_000, maxStreams: Int = 100, gate: Gate = Gate()) throws -> ServingCore {
     var configuration = RPCServer.Configuration()
     configuration.rateLimit.goiY = goiY
     // An hour's window: the allowance refills too slowly to change within a test.
@@ -27,31 +25,25 @@ struct ServingCoreTests {
     batching.timeoutBatch = .zero
     let core = ServingCore(
       configuration: configuration,
-      models: [BuiltinModels.echo(batching: batching), held.model],
+      models: [BuiltinModels.echo(batching: batching), Self.held(gate)],
       generators: [BuiltinModels.essay, BuiltinModels.syllables]
     )
     try core.start()
     return core
   }
 
-  /// A model whose batches wait until ``release()``, cancellable while they wait.
-  final class HeldModel: Sendable {
-    private let released = Locked(false)
-
-    var model: ServedModel {
-      .buffers(
-        name: "held",
-        batcher: MayChuBatch(
-          hamDuDoan: { inputs in
-            while !self.released.withLock({ $0 }) { try await Task.sleep(for: .milliseconds(1)) }
-            return inputs
-          },
-          timeoutBatch: .zero
-        )
+  /// The model `held`: each batch waits until `gate` opens.
+  static func held(_ gate: Gate) -> ServedModel {
+    .buffers(
+      name: "held",
+      batcher: MayChuBatch(
+        hamDuDoan: { inputs in
+          await gate.wait()
+          return inputs
+        },
+        timeoutBatch: .zero
       )
-    }
-
-    func release() { released.withLock { $0 = true } }
+    )
   }
 
   /// The answers a sink received, by tag.
@@ -137,9 +129,9 @@ struct ServingCoreTests {
 
   @Test("a read's predicts for two models go to each model's sink, made once per model")
   func twoModels() async throws {
-    let held = HeldModel()
-    held.release()
-    let core = try Self.core(held: held)
+    let gate = Gate()
+    gate.open()
+    let core = try Self.core(gate: gate)
     let answers = Answers()
     let made = Locked<[String]>([])
     var sinks = PredictSinks { model in
@@ -202,22 +194,22 @@ struct ServingCoreTests {
 
   @Test("cancelling a caller that awaits a batch withdraws its work")
   func cancelAwaited() async throws {
-    let held = HeldModel()
-    let core = try Self.core(held: held)
+    let gate = Gate()
+    let core = try Self.core(gate: gate)
     let call = Task {
       try await core.predict(model: "held", inputs: [ByteBuffer(string: "x")], deadline: nil, client: "c")
     }
-    try await eventually("the batch runs") { core.modelStatistics("held")?.workersBusy == 1 }
+    try await eventually("the batch runs") { gate.entered == 1 }
     call.cancel()
     let error = await Self.error { try await call.value }
     #expect(error?.code == .cancelled)
-    held.release()
+    gate.open()
   }
 
   @Test("a batch's deadline passing is DEADLINE_EXCEEDED")
   func batchDeadline() async throws {
-    let held = HeldModel()
-    let core = try Self.core(held: held)
+    let gate = Gate()
+    let core = try Self.core(gate: gate)
     let late = await Self.error {
       try await core.predict(
         model: "held",
@@ -227,7 +219,7 @@ struct ServingCoreTests {
       )
     }
     #expect(late?.code == .deadlineExceeded)
-    held.release()
+    gate.open()
   }
 
   // MARK: Streams and statistics
@@ -355,11 +347,5 @@ extension Result {
   var failure: Failure? {
     if case .failure(let error) = self { return error }
     return nil
-  }
-}
-
-extension ServingCore {
-  func modelStatistics(_ name: String) -> ThongKeBatch? {
-    try? model(named: name).get().statistics()
   }
 }

@@ -9,12 +9,7 @@
 /// timer task of the batcher, scheduled a moment late on a busy machine, did. Here the check
 /// and the registration are one step, and a deadline that has come returns at once.
 final class SteppedClock: Clock, Sendable {
-  struct Instant: InstantProtocol {
-    var offset: Duration
-    func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
-    func duration(to other: Instant) -> Duration { other.offset - offset }
-    static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.offset < rhs.offset }
-  }
+  typealias Instant = ManualClock.Instant
 
   private struct Sleeper {
     var id: UInt64
