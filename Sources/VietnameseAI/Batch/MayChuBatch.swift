@@ -44,6 +44,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   private let clock: InjectedClock
   private let state: Locked<State>
   private let nextTicket = Atomic<UInt64>(1)
+  private let observer = Locked<(@Sendable (BatchReport) -> Void)?>(nil)
 
   /// Creates a batching server for a model.
   ///
@@ -387,6 +388,12 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
   }
 
+  /// Hands a report of every batch run from now on to `observer`, on the thread that ran the
+  /// batch, after its requests are answered. One observer at a time; a metrics exporter.
+  package func observe(_ observer: @escaping @Sendable (BatchReport) -> Void) {
+    self.observer.withLock { $0 = observer }
+  }
+
   /// Runs one batch on the model and answers its requests.
   ///
   /// The task is cancelled if every request in the batch ends first (cancelled, or past its
@@ -407,6 +414,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
     let inputs = batch.map(\.input)
     let result: Result<[KetQua], VietnameseAIError>
+    let observer = self.observer.withLock { $0 }
+    let started = observer == nil ? 0 : clock.nowNanoseconds()
     do {
       let outputs = try await hamDuDoan(inputs)
       if outputs.count == inputs.count {
@@ -424,10 +433,23 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
         VietnameseAIError(code: .modelFailed, message: "the model failed on this batch", cause: error)
       )
     }
+    let ended = clock.nowNanoseconds()
     let actions = state.withLock {
-      $0.complete(batch: batch, id: id, result: result, now: clock.nowNanoseconds())
+      $0.complete(batch: batch, id: id, result: result, now: ended)
     }
     perform(actions)
+    if let observer {
+      var succeeded = true
+      if case .failure = result { succeeded = false }
+      observer(
+        BatchReport(
+          size: batch.count,
+          queueNanoseconds: batch.map { max(started - $0.arrival, 0) },
+          computeNanoseconds: ended - started,
+          succeeded: succeeded
+        )
+      )
+    }
   }
 }
 

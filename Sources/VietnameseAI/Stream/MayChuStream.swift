@@ -51,6 +51,7 @@ public final class MayChuStream: Sendable {
     var cancelled = 0
     var rejected = 0
     var ttft = LatencyHistogram()
+    var observer: (@Sendable (StreamReport) -> Void)?
   }
 
   /// Creates a streaming server over a generator that returns its tokens as a plain sequence.
@@ -307,10 +308,14 @@ public final class MayChuStream: Sendable {
           // stream of a million tokens need not read it a million times.
           if lastToken == nil || pace > 0 {
             let now = clock.nowNanoseconds()
-            if lastToken == nil { self.recordFirstToken(after: now - startedAt) }
+            if lastToken == nil {
+              self.recordFirstToken(after: now - startedAt)
+              session.progress.firstToken(after: now - startedAt)
+            }
             lastToken = now
           }
           self.tokensSent.add(1, ordering: .relaxed)
+          session.progress.delivered(1)
         }
         session.finish(.success(()))
       } catch {
@@ -386,9 +391,20 @@ public final class MayChuStream: Sendable {
   }
 
   /// Counts tokens handed to a consumer; the first of a stream also gives its latency.
-  func delivered(_ count: Int, first: Bool, startedAt: Int64) {
-    if first { recordFirstToken(after: clock.nowNanoseconds() - startedAt) }
+  func delivered(_ count: Int, first: Bool, startedAt: Int64, progress: StreamProgress) {
+    if first {
+      let latency = clock.nowNanoseconds() - startedAt
+      recordFirstToken(after: latency)
+      progress.firstToken(after: latency)
+    }
     tokensSent.add(count, ordering: .relaxed)
+    progress.delivered(count)
+  }
+
+  /// Hands a report of every stream that ends from now on to `observer`, on the thread that
+  /// ended it. One observer at a time; a metrics exporter.
+  package func observe(_ observer: @escaping @Sendable (StreamReport) -> Void) {
+    state.withLock { $0.observer = observer }
   }
 
   /// How a stream that ended with `result` counts, and what its consumer is told: an error
@@ -419,17 +435,12 @@ public final class MayChuStream: Sendable {
   }
 
   /// How a session ended, for the statistics.
-  enum Outcome {
-    case done
-    case failed
-    case timedOut
-    case cancelled
-  }
+  typealias Outcome = StreamReport.Outcome
 
   /// Frees a session's slot and counts how it ended.
-  func release(clientID: String?, startedAt: Int64, outcome: Outcome) {
+  func release(clientID: String?, startedAt: Int64, outcome: Outcome, progress: StreamProgress) {
     let duration = clock.nowNanoseconds() - startedAt
-    state.withLock { state in
+    let observer = state.withLock { state in
       state.active -= 1
       if let clientID {
         let left = state.perClient[clientID, default: 1] - 1
@@ -443,6 +454,15 @@ public final class MayChuStream: Sendable {
       case .timedOut: state.timeouts += 1
       case .cancelled: state.cancelled += 1
       }
+      return state.observer
     }
+    observer?(
+      StreamReport(
+        outcome: outcome,
+        durationNanoseconds: duration,
+        firstTokenNanoseconds: progress.firstTokenNanoseconds,
+        tokens: progress.count
+      )
+    )
   }
 }

@@ -28,6 +28,8 @@ public final class PhienStream: Sendable {
   private let startedAt: Int64
   private let onEnd: @Sendable (Result<Void, any Error>) -> Void
   private let state: Locked<State>
+  /// The tokens delivered so far, counted by the generator's task.
+  let progress = StreamProgress()
 
   init(
     server: MayChuStream,
@@ -85,7 +87,7 @@ public final class PhienStream: Sendable {
     timer?.cancel()
 
     let (outcome, reported) = MayChuStream.settle(result)
-    server.release(clientID: clientID, startedAt: startedAt, outcome: outcome)
+    server.release(clientID: clientID, startedAt: startedAt, outcome: outcome, progress: progress)
     onEnd(reported)
   }
 }

@@ -13,6 +13,7 @@ package final class StreamSlot: Sendable {
   private let startedAt: Int64
   private let counted = Atomic<Bool>(false)
   private let ended = Atomic<Bool>(false)
+  private let progress = StreamProgress()
 
   init(server: MayChuStream, clientID: String?, startedAt: Int64) {
     self.server = server
@@ -24,7 +25,7 @@ package final class StreamSlot: Sendable {
   package func delivered(_ count: Int) {
     guard count > 0 else { return }
     let first = !counted.load(ordering: .relaxed) && !counted.exchange(true, ordering: .relaxed)
-    server.delivered(count, first: first, startedAt: startedAt)
+    server.delivered(count, first: first, startedAt: startedAt, progress: progress)
   }
 
   /// Ends the stream and frees its slot, unless it has ended already.
@@ -38,14 +39,14 @@ package final class StreamSlot: Sendable {
   package func finish(_ result: Result<Void, any Error>) -> Result<Void, any Error>? {
     guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return nil }
     let (outcome, reported) = MayChuStream.settle(result)
-    server.release(clientID: clientID, startedAt: startedAt, outcome: outcome)
+    server.release(clientID: clientID, startedAt: startedAt, outcome: outcome, progress: progress)
     return reported
   }
 
   deinit {
     // A front end that drops a slot without ending it must not leak the server's capacity.
     if !ended.load(ordering: .acquiring) {
-      server.release(clientID: clientID, startedAt: startedAt, outcome: .cancelled)
+      server.release(clientID: clientID, startedAt: startedAt, outcome: .cancelled, progress: progress)
     }
   }
 }

@@ -1,4 +1,6 @@
 import NIOCore
+import Prometheus
+import Synchronization
 import VietnameseAI
 
 /// The one place that admits, routes and cancels requests, whatever door they came through.
@@ -19,9 +21,14 @@ final class ServingCore: Sendable {
   let identities: ClientIdentities
   let streams: MayChuStream
   let limiter: BoGioiHanTocDo
+  let metrics: ServingMetrics
   private let models: [String: ServedModel]
-  private let modelOrder: [ServedModel]
+  /// The models, in the order they were given.
+  let modelOrder: [ServedModel]
+  /// The generators' names, in the order they were given.
+  let generatorOrder: [String]
   private let generators: [String: TokenGenerator]
+  private let draining = Atomic<Bool>(false)
   private let defaultGenerator: TokenGenerator?
   /// The names served, sorted and joined, as messages list them.
   let modelNames: String
@@ -38,6 +45,7 @@ final class ServingCore: Sendable {
       uniquingKeysWith: { first, _ in first }
     )
     self.defaultGenerator = generators.first?.generator
+    self.generatorOrder = generators.map(\.name)
     self.modelNames = self.models.keys.sorted().joined(separator: ", ")
     self.generatorNames = self.generators.keys.sorted().joined(separator: ", ")
     let streaming = configuration.streaming
@@ -55,12 +63,27 @@ final class ServingCore: Sendable {
       kichThuocBurst: rate.kichThuocBurst,
       cheDo: rate.cheDo
     )
+    self.metrics = ServingMetrics(
+      registry: configuration.metricsRegistry ?? PrometheusCollectorRegistry(),
+      models: models,
+      streams: streams,
+      limiter: limiter
+    )
   }
 
   // MARK: Lifecycle
 
   func start() throws(VietnameseAIError) {
     for model in modelOrder { try model.start() }
+  }
+
+  /// Whether the server is shutting down: the doors refuse new work and say they are not
+  /// ready.
+  var isDraining: Bool { draining.load(ordering: .relaxed) }
+
+  /// Marks the server as shutting down.
+  func beginDraining() {
+    draining.store(true, ordering: .relaxed)
   }
 
   /// Stops every batcher; each answers what it still has queued first.
