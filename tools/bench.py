@@ -140,15 +140,15 @@ def main():
 
     processes = []
     try:
-        ours_proc, host, our_port = live_client.spawn([server_bin, "--port", "0"] + SERVER_FLAGS)
+        ours_proc, host, our_port = live_client.spawn([server_bin, "--port", "0", "--http-port", "0"] + SERVER_FLAGS)
         processes.append(ours_proc)
         echo_proc, _, echo_port = live_client.spawn([os.path.join(echo, "nio-echo"), "serve", "--port", "0"])
         processes.append(echo_proc)
         grpc_proc, _, grpc_port = live_client.spawn([os.path.join(grpc, "grpc-peer"), "serve", "--port", "0"])
         processes.append(grpc_proc)
-        batch_proc, _, batch_port = live_client.spawn([server_bin, "--port", "0"] + BATCH_SERVER_FLAGS)
+        batch_proc, _, batch_port = live_client.spawn([server_bin, "--port", "0", "--http-port", "0"] + BATCH_SERVER_FLAGS)
         processes.append(batch_proc)
-        two_proc, _, two_port = live_client.spawn([server_bin, "--port", "0"] + TWO_WORKER_FLAGS)
+        two_proc, _, two_port = live_client.spawn([server_bin, "--port", "0", "--http-port", "0"] + TWO_WORKER_FLAGS)
         processes.append(two_proc)
 
         def system_command(system, flags):

@@ -22,7 +22,7 @@ import live_client  # noqa: E402
 import wire  # noqa: E402
 
 EXCHANGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Protocol", "exchanges")
-BASE_FLAGS = ["--port", "0", "--token-interval", "0", "--batch-timeout", "0.002"]
+BASE_FLAGS = ["--port", "0", "--http-port", "0", "--token-interval", "0", "--batch-timeout", "0.002"]
 # Generous: an answer that takes this long means a broken server, not a slow machine.
 WAIT = 30.0
 

@@ -257,7 +257,8 @@ def main():
     if not args.spawn:
         sys.exit(1 if run_checks(args.host, args.port) else 0)
 
-    command = [args.spawn, "--port", "0", "--token-interval", "0", "--batch-timeout", "0.002"] + args.server_args
+    command = [args.spawn, "--port", "0", "--http-port", "0", "--token-interval", "0", "--batch-timeout", "0.002"]
+    command += args.server_args
     process, host, port = spawn(command)
     try:
         failures = run_checks(host, port)

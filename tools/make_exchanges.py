@@ -4,8 +4,8 @@
 An exchange vector is a scripted conversation with a live server: what the server does (as
 opposed to what bytes decode to, which Protocol/vectors covers). Each is one JSON file:
   name, description   what it shows, in words, and the PROTOCOL.md section it illustrates
-  server_flags        flags for a fresh rpc-server, added to `--port 0 --token-interval 0
-                      --batch-timeout 0.002`
+  server_flags        flags for a fresh rpc-server, added to `--port 0 --http-port 0
+                      --token-interval 0 --batch-timeout 0.002`
   steps               in order, each one of:
     {"connect": C}                       open connection C
     {"send": C, "frames": [F, ...]}      send frames F (dicts as in Protocol/vectors) in one write;

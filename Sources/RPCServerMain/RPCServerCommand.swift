@@ -1,19 +1,22 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 import VietnameseAI
 import VietnameseAIServer
 
-/// `rpc-server`: serves the built-in models over the binary protocol.
+/// `rpc-server`: serves the built-in models over the binary protocol and over HTTP.
 ///
-/// Times are in seconds on the command line. Once it listens it prints one line,
-/// `listening on HOST:PORT`, to standard output (scripts wait for it); logs go to standard
-/// error. SIGINT and SIGTERM drain it: `GOAWAY` to every client, requests in flight finish,
-/// then it exits 0.
+/// Times are in seconds on the command line. Once it listens it prints `listening on
+/// HOST:PORT` (the binary protocol), then `http listening on HOST:PORT`, to standard output
+/// (scripts wait for them); logs go to standard error. SIGINT and SIGTERM drain both doors:
+/// `GOAWAY` to every binary client, no new HTTP requests, requests in flight finish, then it
+/// exits 0.
 @main
 struct RPCServerCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -21,7 +24,8 @@ struct RPCServerCommand: AsyncParsableCommand {
     abstract: "Serve ML models over the Vietnamese AI binary RPC protocol.",
     discussion: """
       Built-in models: "echo" (returns its input), "sim" (a simulated accelerator: a batch costs \
-      --sim-batch-cost plus --sim-item-cost per input; answers upper-cased text). Built-in \
+      --sim-batch-cost plus --sim-item-cost per input; answers upper-cased text), "embed" (a \
+      hashed byte-trigram embedding of 64 floats, for the embedding endpoints). Built-in \
       generators: "essay" (default: a short Vietnamese essay on the prompt, one syllable per \
       token) and "syllables" (the prompt, one syllable per token).
       """
@@ -32,6 +36,27 @@ struct RPCServerCommand: AsyncParsableCommand {
 
   @Option(help: "Port to listen on; 0 picks a free one (see the 'listening on' line).")
   var port = 7070
+
+  @Option(help: "Address of the HTTP door (default: --host).")
+  var httpHost: String?
+
+  @Option(help: "Port of the HTTP door; 0 picks a free one (see the 'http listening on' line).")
+  var httpPort = 8080
+
+  @Flag(help: "Serve the binary protocol alone, without the HTTP door.")
+  var noHttp = false
+
+  @Option(help: "Largest HTTP request body accepted, in bytes; a larger one is answered 413.")
+  var maxBodySize = 4 * 1024 * 1024
+
+  @Option(
+    help:
+      "Seconds an HTTP connection has to send a complete request head (new, idle or slow); then it is closed."
+  )
+  var httpHeaderTimeout = 30.0
+
+  @Option(help: "Seconds between ': keep-alive' comments of an SSE response waiting for its first token.")
+  var sseKeepalive = 15.0
 
   @Option(help: "kichThuocBatch: the largest batch a built-in model runs.")
   var batchSize = 32
@@ -140,8 +165,13 @@ struct RPCServerCommand: AsyncParsableCommand {
       return handler
     }
     let logger = Logger(label: "rpc-server")
+    // One registry for the server's metrics and for any a program adds through swift-metrics;
+    // the HTTP door serves it at /metrics.
+    let metrics = PrometheusCollectorRegistry()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: metrics))
 
-    let configuration = try makeConfiguration()
+    var configuration = try makeConfiguration()
+    configuration.metricsRegistry = metrics
     var batching = BuiltinModels.Batching()
     batching.kichThuocBatch = batchSize
     batching.timeoutBatch = try seconds(batchTimeout, "--batch-timeout")
@@ -164,6 +194,7 @@ struct RPCServerCommand: AsyncParsableCommand {
           perItem: try seconds(simItemCost, "--sim-item-cost"),
           batching: batching
         ),
+        BuiltinModels.embedding(batching: batching),
       ],
       generators: [BuiltinModels.essay, BuiltinModels.syllables],
       logger: logger
@@ -175,12 +206,18 @@ struct RPCServerCommand: AsyncParsableCommand {
         logger: logger
       )
     )
+    let servesHTTP = configuration.http != nil
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await services.run() }
       group.addTask {
         let address = try await server.listeningAddress()
         print("listening on \(address)")
         fflush(nil)
+        if servesHTTP {
+          let http = try await server.httpListeningAddress()
+          print("http listening on \(http)")
+          fflush(nil)
+        }
       }
       try await group.waitForAll()
     }
@@ -208,6 +245,15 @@ struct RPCServerCommand: AsyncParsableCommand {
     configuration.streaming.toiDaClient = maxStreams
     configuration.streaming.timeout = try seconds(streamTimeout, "--stream-timeout")
     configuration.streaming.toiDaMoiClient = maxStreamsPerClient
+    if !noHttp {
+      var http = RPCServer.Configuration.HTTP()
+      http.host = httpHost
+      http.port = httpPort
+      http.maxBodySize = maxBodySize
+      http.headerTimeout = try seconds(httpHeaderTimeout, "--http-header-timeout")
+      http.sseKeepAlive = try seconds(sseKeepalive, "--sse-keepalive")
+      configuration.http = http
+    }
     if let authTokens {
       configuration.authTokens = try Self.readTokens(from: authTokens)
     }

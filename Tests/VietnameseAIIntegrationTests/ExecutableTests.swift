@@ -76,7 +76,8 @@ struct ExecutableTests {
   static func startServer(_ arguments: [String]) async throws -> (Process, port: Int) {
     let server = Process()
     server.executableURL = try product("rpc-server")
-    server.arguments = arguments
+    // The HTTP door on a free port too: tests run side by side.
+    server.arguments = arguments + ["--http-port", "0"]
     let output = Pipe()
     server.standardOutput = output
     server.standardError = FileHandle.nullDevice

@@ -55,6 +55,46 @@ public enum BuiltinModels {
     )
   }
 
+  /// `embed`: a hashed character-trigram embedding. Each trigram of the lower-cased text (with
+  /// a space before and after it) adds ±1 to one of `dimensions` components, both chosen by
+  /// the trigram's FNV-1a hash; the vector is then scaled to length 1. Texts that share
+  /// spelling score a higher cosine similarity than unrelated ones, which is enough to serve
+  /// and check the embedding endpoints without a neural network.
+  public static func embedding(
+    name: String = "embed",
+    dimensions: Int = 64,
+    batching: Batching = Batching()
+  ) -> ServedModel {
+    .vectors(
+      name: name,
+      dimensions: dimensions,
+      batcher: MayChuBatch(
+        hamDuDoan: { texts in texts.map { trigramVector($0, dimensions: dimensions) } },
+        kichThuocBatch: batching.kichThuocBatch,
+        timeoutBatch: batching.timeoutBatch,
+        soWorker: batching.soWorker,
+        toiDaCho: batching.toiDaCho
+      )
+    )
+  }
+
+  /// The `embed` model's vector of `text`.
+  static func trigramVector(_ text: String, dimensions: Int) -> [Float] {
+    var vector = [Float](repeating: 0, count: dimensions)
+    let bytes = Array((" " + text.lowercased() + " ").utf8)
+    if bytes.count >= 3 {
+      for start in 0...(bytes.count - 3) {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in bytes[start..<start + 3] {
+          hash = (hash ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
+        }
+        vector[Int(hash % UInt64(dimensions))] += (hash >> 63) == 0 ? 1 : -1
+      }
+    }
+    let norm = vector.reduce(0) { $0 + $1 * $1 }.squareRoot()
+    return norm > 0 ? vector.map { $0 / norm } : vector
+  }
+
   /// `essay`: writes a short Vietnamese essay on the prompt, syllable by syllable: a title line
   /// with the prompt, then a fixed text on artificial intelligence.
   public static let essay = ServedGenerator(

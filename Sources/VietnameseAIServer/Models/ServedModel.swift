@@ -16,6 +16,9 @@ import VietnameseAIWire
 public final class ServedModel: Sendable {
   /// The name clients ask for in `PREDICT` and `BATCH_PREDICT`.
   public let name: String
+  /// What the model takes and gives, for the front doors that describe it (the HTTP door's
+  /// model metadata) or pick a representation (text or vector tensors).
+  public let signature: Signature
 
   /// An input that the model cannot take; answered with `INVALID_ARGUMENT`.
   public struct InputError: Error, CustomStringConvertible {
@@ -57,6 +60,7 @@ public final class ServedModel: Sendable {
   let makeSink: @Sendable (_ lane: Int, _ executor: (any TaskExecutor)?, @escaping SinkReceiver) -> Sink
   let cancel: @Sendable (UInt64) -> Void
   let statistics: @Sendable () -> ThongKeBatch
+  let observe: @Sendable (@escaping @Sendable (BatchReport) -> Void) -> Void
   let start: @Sendable () throws(VietnameseAIError) -> Void
   let stop: @Sendable () async -> Void
 
@@ -66,13 +70,21 @@ public final class ServedModel: Sendable {
   ///   - decode: Turns a request's bytes into an input; throws ``InputError`` (or any error)
   ///     for bytes the model cannot take.
   ///   - encode: Turns an output into the bytes of the answer.
+  ///   - signature: What the bytes in and out are.
   public convenience init<DauVao, KetQua>(
     name: String,
     batcher: MayChuBatch<DauVao, KetQua>,
+    signature: Signature = Signature(input: .bytes, output: .bytes),
     decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
     encode: @escaping @Sendable (KetQua) -> ByteBuffer
   ) {
-    self.init(name: name, batcher: batcher, decode: decode, encodeAll: { $0.map(encode) })
+    self.init(
+      name: name,
+      batcher: batcher,
+      signature: signature,
+      decode: decode,
+      encodeAll: { $0.map(encode) }
+    )
   }
 
   /// Serves `batcher`, encoding the outputs that are answered together (a batch's answers for
@@ -81,12 +93,14 @@ public final class ServedModel: Sendable {
   convenience init<DauVao, KetQua>(
     name: String,
     batcher: MayChuBatch<DauVao, KetQua>,
+    signature: Signature,
     decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
     encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer]
   ) {
     self.init(
       name: name,
       batcher: batcher,
+      signature: signature,
       decode: decode,
       encodeAll: encodeAll,
       answers: { Self.answers($0, encodeAll) }
@@ -98,11 +112,13 @@ public final class ServedModel: Sendable {
   private init<DauVao, KetQua>(
     name: String,
     batcher: MayChuBatch<DauVao, KetQua>,
+    signature: Signature,
     decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
     encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer],
     answers: @escaping @Sendable ([BatchSink<KetQua>.Outcome]) -> [Answer]
   ) {
     self.name = name
+    self.signature = signature
     self.queueCapacity = batcher.toiDaCho
     self.submitBatch = { items, deadline, completion in
       let inputs = try items.map(decode)
@@ -136,6 +152,7 @@ public final class ServedModel: Sendable {
     }
     self.cancel = { batcher.cancel(ticket: $0) }
     self.statistics = { batcher.layThongKe() }
+    self.observe = { batcher.observe($0) }
     self.start = { () throws(VietnameseAIError) in try batcher.batDau() }
     self.stop = { await batcher.dung() }
   }
@@ -146,6 +163,7 @@ public final class ServedModel: Sendable {
     ServedModel(
       name: name,
       batcher: batcher,
+      signature: Signature(input: .text, output: .text),
       decode: { bytes in
         guard let text = bytes.validatedUTF8Text
         else { throw InputError("model \(name) takes UTF-8 text; the input is not valid UTF-8") }
@@ -166,6 +184,7 @@ public final class ServedModel: Sendable {
     ServedModel(
       name: name,
       batcher: batcher,
+      signature: Signature(input: .bytes, output: .bytes),
       decode: { $0 },
       encodeAll: { $0 },
       // The outcomes are already answers: no array is built for them.
@@ -179,11 +198,41 @@ public final class ServedModel: Sendable {
     ServedModel(
       name: name,
       batcher: batcher,
+      signature: Signature(input: .bytes, output: .bytes),
       // One copy of the bytes; the sequence initializer over `readableBytesView` copies
       // element by element.
       decode: { $0.getBytes(at: $0.readerIndex, length: $0.readableBytes) ?? [] },
       encodeAll: { outputs in
         inOneBuffer(outputs, size: { $0.count }, write: { $1.writeBytes($0) })
+      }
+    )
+  }
+
+  /// Serves an embedding model: UTF-8 text in, a vector of `dimensions` floats out, answered
+  /// as little-endian IEEE 754 binary32 values (`FP32` over HTTP). The HTTP door answers an
+  /// output of another length as an internal error.
+  public static func vectors(
+    name: String,
+    dimensions: Int,
+    batcher: MayChuBatch<String, [Float]>
+  ) -> ServedModel {
+    ServedModel(
+      name: name,
+      batcher: batcher,
+      signature: Signature(input: .text, output: .vector(dimensions: dimensions)),
+      decode: { bytes in
+        guard let text = bytes.validatedUTF8Text
+        else { throw InputError("model \(name) takes UTF-8 text; the input is not valid UTF-8") }
+        return text
+      },
+      encodeAll: { outputs in
+        inOneBuffer(
+          outputs,
+          size: { $0.count * 4 },
+          write: { vector, bytes in
+            for value in vector { bytes.writeInteger(value.bitPattern, endianness: .little) }
+          }
+        )
       }
     )
   }

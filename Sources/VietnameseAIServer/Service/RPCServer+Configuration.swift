@@ -1,4 +1,5 @@
 public import NIOCore
+public import Prometheus
 public import VietnameseAI
 import VietnameseAIWire
 
@@ -54,7 +55,36 @@ extension RPCServer {
     /// which would otherwise hold up the connections of its loop.
     public var batchesRunOnEventLoops = true
 
+    /// The HTTP door; `nil` (the default of the library) serves the binary protocol alone.
+    public var http: HTTP?
+
+    /// Where the server registers its metrics, which the HTTP door serves at `/metrics`.
+    /// `rpc-server` passes the registry it also bootstrapped as the swift-metrics backend, so
+    /// an embedding program's own metrics appear beside the server's; `nil` gives the server a
+    /// registry of its own.
+    public var metricsRegistry: PrometheusCollectorRegistry?
+
     public init() {}
+
+    /// The HTTP door: OpenAI-compatible endpoints, the seed's SSE, the Open Inference
+    /// Protocol, `/metrics` and `/health`.
+    public struct HTTP: Sendable {
+      /// The address to listen on; `nil` for the binary protocol's.
+      public var host: String?
+      /// The port; `0` picks a free one (see ``RPCServer/httpListeningAddress()``).
+      public var port = 8080
+      /// The largest request body accepted; a larger one is answered 413.
+      public var maxBodySize = 4 * 1024 * 1024
+      /// How long a connection may take to send a complete request head, whether it is new,
+      /// idle between keep-alive requests, or sending headers that never end. It is then
+      /// closed.
+      public var headerTimeout: Duration = .seconds(30)
+      /// How often an SSE response sends a `: keep-alive` comment while it waits for its first
+      /// token, so that proxies do not cut a quiet stream.
+      public var sseKeepAlive: Duration = .seconds(15)
+
+      public init() {}
+    }
 
     /// The parameters of ``BoGioiHanTocDo``, with the design's defaults.
     public struct RateLimit: Sendable {
@@ -106,6 +136,16 @@ extension RPCServer {
       guard handshakeTimeout > .zero else { throw bad("handshake timeout must be positive") }
       guard idleTimeout >= .zero else { throw bad("idle timeout must not be negative (0 means none)") }
       guard drainTimeout >= .zero else { throw bad("drain timeout must not be negative") }
+      if let http {
+        guard (0...65_535).contains(http.port) else {
+          throw bad("HTTP port must be in 0...65535, got \(http.port)")
+        }
+        guard http.maxBodySize >= 1024 else {
+          throw bad("max HTTP body size must be at least 1 KiB, got \(http.maxBodySize)")
+        }
+        guard http.headerTimeout > .zero else { throw bad("HTTP header timeout must be positive") }
+        guard http.sseKeepAlive > .zero else { throw bad("SSE keep-alive interval must be positive") }
+      }
       for (token, clientID) in authTokens where token.isEmpty || clientID.isEmpty {
         throw bad("auth tokens and their client ids must not be empty")
       }

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 public import ServiceLifecycle
 import Synchronization
+import VietnameseAI
 @_spi(Locking) import VietnameseAIConcurrency
 
 /// The serving process: models, generators and a rate limiter behind the binary protocol, on
@@ -31,10 +32,15 @@ public final class RPCServer: Service, Sendable {
   private let state = Locked(State())
 
   private struct State {
-    var address: Result<SocketAddress, any Error>?
-    var addressWaiters: [CheckedContinuation<SocketAddress, any Error>] = []
+    var addresses: [Door: Result<SocketAddress, any Error>] = [:]
+    var addressWaiters: [Door: [CheckedContinuation<SocketAddress, any Error>]] = [:]
     var shutdown: ShutdownRequest?
     var shutdownWaiter: CheckedContinuation<ShutdownRequest, Never>?
+  }
+
+  private enum Door {
+    case binary
+    case http
   }
 
   private enum ShutdownRequest {
@@ -75,7 +81,7 @@ public final class RPCServer: Service, Sendable {
       try configuration.validate()
       try core.start()
     } catch {
-      resolveAddress(.failure(error))
+      resolveAddresses(.failure(error))
       throw error
     }
     let group = configuration.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
@@ -90,12 +96,22 @@ public final class RPCServer: Service, Sendable {
         throw error
       }
     } catch {
-      resolveAddress(.failure(error))
+      resolveAddresses(.failure(error))
       await core.stop()
       throw error
     }
     let address = channel.localAddress!
-    resolveAddress(.success(address))
+    resolveAddress(.binary, .success(address))
+    let http: HTTPRun?
+    do {
+      http = try await startHTTP(group: group)
+    } catch {
+      resolveAddresses(.failure(error))
+      try? await channel.close()
+      await yields.close()
+      await core.stop()
+      throw error
+    }
     logger.info(
       "serving",
       metadata: [
@@ -116,34 +132,57 @@ public final class RPCServer: Service, Sendable {
     }
 
     logger.info("shutting down", metadata: ["connections": "\(registry.count)"])
+    core.beginDraining()
     try? await channel.close()
     if request == .graceful {
       registry.drainAll()
+      await http?.group.triggerGracefulShutdown()
       await waitForConnections(timeout: configuration.drainTimeout)
+      await http?.finish(within: configuration.drainTimeout)
     }
     if registry.count > 0 {
       logger.warning("closing connections that did not drain", metadata: ["connections": "\(registry.count)"])
       registry.closeAll()
       await waitForConnections(timeout: .seconds(5))
     }
+    await http?.finish(within: .zero)
     await yields.close()
     await core.stop()
     logger.info("stopped")
   }
 
-  /// The address the server listens on; waits until ``run()`` has bound it.
+  /// The address the binary protocol listens on; waits until ``run()`` has bound it.
   ///
   /// - Throws: the error that stopped ``run()`` from binding.
   public func listeningAddress() async throws -> Address {
-    let address = try await withCheckedThrowingContinuation { continuation in
+    let address = try await address(of: .binary)
+    return Address(host: address.ipAddress ?? configuration.host, port: address.port ?? configuration.port)
+  }
+
+  /// The address the HTTP door listens on; waits until ``run()`` has bound it.
+  ///
+  /// - Throws: the error that stopped ``run()`` from binding, or ``VietnameseAIError`` if the
+  ///   configuration has no HTTP door.
+  public func httpListeningAddress() async throws -> Address {
+    guard let http = configuration.http else {
+      throw VietnameseAIError(code: .invalidArgument, message: "the server has no HTTP door")
+    }
+    let address = try await address(of: .http)
+    return Address(
+      host: address.ipAddress ?? http.host ?? configuration.host,
+      port: address.port ?? http.port
+    )
+  }
+
+  private func address(of door: Door) async throws -> SocketAddress {
+    try await withCheckedThrowingContinuation { continuation in
       let ready = state.withLock { state -> Result<SocketAddress, any Error>? in
-        if let address = state.address { return address }
-        state.addressWaiters.append(continuation)
+        if let address = state.addresses[door] { return address }
+        state.addressWaiters[door, default: []].append(continuation)
         return nil
       }
       if let ready { continuation.resume(with: ready) }
     }
-    return Address(host: address.ipAddress ?? configuration.host, port: address.port ?? configuration.port)
   }
 
   /// Connection handlers still in memory, for tests that look for leaked connections.
@@ -183,13 +222,80 @@ public final class RPCServer: Service, Sendable {
       .get()
   }
 
-  private func resolveAddress(_ result: Result<SocketAddress, any Error>) {
+  private func resolveAddress(_ door: Door, _ result: Result<SocketAddress, any Error>) {
     let waiters = state.withLock { state in
-      state.address = result
-      defer { state.addressWaiters.removeAll() }
-      return state.addressWaiters
+      if state.addresses[door] == nil { state.addresses[door] = result }
+      defer { state.addressWaiters[door] = nil }
+      return (state.addressWaiters[door] ?? [], state.addresses[door]!)
     }
-    for waiter in waiters { waiter.resume(with: result) }
+    for waiter in waiters.0 { waiter.resume(with: waiters.1) }
+  }
+
+  /// Fails every wait for an address not yet known, with the error that stopped ``run()``.
+  private func resolveAddresses(_ result: Result<SocketAddress, any Error>) {
+    resolveAddress(.binary, result)
+    resolveAddress(.http, result)
+  }
+
+  // MARK: The HTTP door
+
+  /// The HTTP door while it runs: its service group and the task running it.
+  private struct HTTPRun {
+    let group: ServiceGroup
+    let task: Task<Void, any Error>
+
+    /// Waits up to `timeout` for the door to stop by itself, then stops it.
+    func finish(within timeout: Duration) async {
+      let task = self.task
+      await withTaskGroup(of: Void.self) { group in
+        group.addTask { _ = await task.result }
+        group.addTask {
+          try? await Task.sleep(for: timeout)
+          task.cancel()
+        }
+        await group.next()
+        group.cancelAll()
+      }
+      _ = await task.result
+    }
+  }
+
+  /// Starts the HTTP door, if configured, and waits until it listens.
+  private func startHTTP(group: any EventLoopGroup) async throws -> HTTPRun? {
+    guard let settings = configuration.http else { return nil }
+    let registry = self.registry
+    let door = HTTPDoor(
+      core: core,
+      settings: settings,
+      host: configuration.host,
+      maxConnections: configuration.maxConnections,
+      binaryConnections: { registry.count },
+      logger: logger
+    )
+    let application = door.makeApplication(group: group) { channel in
+      if let address = channel.localAddress { self.resolveAddress(.http, .success(address)) }
+    }
+    let services = ServiceGroup(
+      configuration: ServiceGroupConfiguration(services: [.init(service: application)], logger: logger)
+    )
+    let task = Task {
+      do {
+        try await services.run()
+        self.resolveAddress(.http, .failure(CancellationError()))
+      } catch {
+        self.resolveAddress(.http, .failure(error))
+        throw error
+      }
+    }
+    do {
+      let address = try await address(of: .http)
+      logger.info("serving HTTP", metadata: ["address": "\(address)"])
+      return HTTPRun(group: services, task: task)
+    } catch {
+      task.cancel()
+      _ = await task.result
+      throw error
+    }
   }
 
   private func waitForShutdown() async -> ShutdownRequest {
