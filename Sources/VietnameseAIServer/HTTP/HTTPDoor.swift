@@ -201,10 +201,17 @@ final class HTTPDoor: Sendable {
 }
 
 extension HTTPDoor {
-  /// The headers of every SSE response: no caching, no buffering by a proxy.
+  /// The headers of every SSE response: no caching, no buffering by a proxy; and the end of
+  /// the connection with the response (see ``watchedHeaders``).
   static let eventStreamHeaders: HTTPFields = [
     .contentType: "text/event-stream",
     .cacheControl: "no-cache",
     HTTPField.Name("X-Accel-Buffering")!: "no",
+    .connection: "close",
   ]
+
+  /// The headers of a response whose work watched for the client leaving: Hummingbird closes
+  /// such a connection after the response (the watch consumed its inbound stream), so the
+  /// response says so, and the client opens a new one rather than reuse a closed one.
+  static let watchedHeaders: HTTPFields = [.connection: "close"]
 }

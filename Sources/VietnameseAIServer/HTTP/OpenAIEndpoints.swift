@@ -148,9 +148,11 @@ struct OpenAIEndpoints {
       }
       switch outcome {
       case .finished:
-        return HTTPDoor.json(.ok, reply.whole(outcome))
+        return HTTPDoor.json(.ok, reply.whole(outcome), headers: HTTPDoor.watchedHeaders)
       case .failed(let error):
-        return HTTPFailure(error, policy: door.ratePolicy).openAIResponse()
+        var response = HTTPFailure(error, policy: door.ratePolicy).openAIResponse()
+        response.headers[.connection] = "close"
+        return response
       }
     }
     let includeUsage = generation.includeUsage
