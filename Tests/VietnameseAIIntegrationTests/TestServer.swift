@@ -11,6 +11,8 @@ import VietnameseAIServer
 struct TestServer {
   let server: RPCServer
   let port: Int
+  /// The HTTP door's port, when the configuration has one.
+  let httpPort: Int?
 
   func connect(
     clientID: String = "test",
@@ -111,7 +113,8 @@ struct TestServer {
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await services.run() }
       let address = try await server.listeningAddress()
-      let test = TestServer(server: server, port: address.port)
+      let http = configuration.http == nil ? nil : try await server.httpListeningAddress()
+      let test = TestServer(server: server, port: address.port, httpPort: http?.port)
       do {
         try await body(test)
       } catch {

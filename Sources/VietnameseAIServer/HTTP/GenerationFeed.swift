@@ -1,21 +1,12 @@
-import AsyncAlgorithms
 import Synchronization
 import VietnameseAI
 @_spi(Locking) import VietnameseAIConcurrency
 
-/// A stream the HTTP door opened through the serving core, as the events its response reads.
-///
-/// The generator hands each token over with `send`, which waits until the response has taken
-/// it: a client that reads slowly slows its generator down, and nothing piles up in between.
-/// While no token has come, a ticker adds keep-alive events, so that proxies do not cut a
-/// quiet stream.
+/// A stream the HTTP door opened through the serving core, as the batches of tokens its
+/// response reads (see ``TokenPipe``). While no token has come, a ticker asks for keep-alives,
+/// so that proxies do not cut a quiet stream.
 final class GenerationFeed: Sendable {
-  enum Event: Sendable {
-    case token(String)
-    case keepAlive
-  }
-
-  let events = AsyncChannel<Event>()
+  let tokens = TokenPipe()
   private let sawToken = Atomic<Bool>(false)
   private let state = Locked(State())
 
@@ -42,7 +33,7 @@ final class GenerationFeed: Sendable {
       client: client,
       pullable: false,
       executor: nil,
-      onToken: { token in await feed.events.send(.token(token)) },
+      onToken: { token in await feed.tokens.send(token) },
       onEnd: { result in feed.ended(result) }
     )
     switch opened {
@@ -60,10 +51,10 @@ final class GenerationFeed: Sendable {
 
   private func ended(_ result: Result<Void, ServingError>) {
     state.withLock { $0.end = result }
-    events.finish()
+    tokens.finish()
   }
 
-  /// How the stream ended, once `events` has finished.
+  /// How the stream ended, once `tokens` has finished.
   var end: Result<Void, ServingError> {
     state.withLock { $0.end } ?? .failure(ServingError(.cancelled, "the stream was abandoned"))
   }
@@ -75,6 +66,7 @@ final class GenerationFeed: Sendable {
 
   /// Stops the generator and frees the stream's slot, unless it ended already.
   func cancel() {
+    tokens.leave()
     let session = state.withLock { $0.session }
     session?.huy()
   }
@@ -89,7 +81,7 @@ final class GenerationFeed: Sendable {
         return
       }
       if sawToken.load(ordering: .relaxed) { return }
-      await events.send(.keepAlive)
+      tokens.keepAlive()
     }
   }
 }

@@ -130,7 +130,7 @@ final class HTTPDoor: Sendable {
   func body(of request: inout Request) async -> Result<ByteBuffer, ServingError> {
     do {
       return .success(try await request.collectBody(upTo: settings.maxBodySize))
-    } catch let error as HTTPError where error.status == .contentTooLarge {
+    } catch is NIOTooManyBytesError {
       return .failure(
         ServingError(
           .resourceExhausted,
@@ -143,7 +143,7 @@ final class HTTPDoor: Sendable {
   }
 
   /// `bytes` decoded as `T`, or an error that says where the JSON is wrong.
-  func decode<T: Decodable>(_ type: T.Type, from bytes: ByteBuffer) -> Result<T, ServingError> {
+  static func decode<T: Decodable>(_ type: T.Type, from bytes: ByteBuffer) -> Result<T, ServingError> {
     do {
       return .success(try JSONDecoder().decode(T.self, from: Data(bytes.readableBytesView)))
     } catch let error as DecodingError {

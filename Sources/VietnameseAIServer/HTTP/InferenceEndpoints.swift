@@ -93,7 +93,7 @@ struct InferenceEndpoints {
     }
     let parsed: InferenceRequest
     switch await door.body(of: &request).flatMap({
-      InferenceRequest.parse($0, headerLength: headerLength, door: door)
+      InferenceRequest.parse($0, headerLength: headerLength)
     }) {
     case .success(let found): parsed = found
     case .failure(let error): return HTTPFailure(error).inferenceResponse()

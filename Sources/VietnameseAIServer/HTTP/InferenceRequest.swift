@@ -36,7 +36,7 @@ struct InferenceRequest {
 
   /// Reads a request whose JSON takes the first `headerLength` bytes of `body` (the
   /// `Inference-Header-Content-Length` header; `nil` when the whole body is JSON).
-  static func parse(_ body: ByteBuffer, headerLength: Int?, door: HTTPDoor) -> Result<
+  static func parse(_ body: ByteBuffer, headerLength: Int?) -> Result<
     InferenceRequest, ServingError
   > {
     var json = body
@@ -54,7 +54,7 @@ struct InferenceRequest {
       binary = body.getSlice(at: body.readerIndex + headerLength, length: body.readableBytes - headerLength)!
     }
     let header: Header
-    switch door.decode(Header.self, from: json) {
+    switch HTTPDoor.decode(Header.self, from: json) {
     case .success(let decoded): header = decoded
     case .failure(let error): return .failure(error)
     }

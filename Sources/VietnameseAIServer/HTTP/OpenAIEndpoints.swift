@@ -1,4 +1,3 @@
-import AsyncAlgorithms
 import FoundationEssentials
 import HTTPTypes
 import Hummingbird
@@ -67,7 +66,9 @@ struct OpenAIEndpoints {
   private func chatCompletions(_ request: Request, context: DoorContext) async -> Response {
     var request = request
     let body: OpenAIRequests.ChatCompletion
-    switch await door.body(of: &request).flatMap({ door.decode(OpenAIRequests.ChatCompletion.self, from: $0) }
+    switch await door.body(of: &request).flatMap({
+      HTTPDoor.decode(OpenAIRequests.ChatCompletion.self, from: $0)
+    }
     ) {
     case .success(let decoded): body = decoded
     case .failure(let error): return HTTPFailure(error).openAIResponse()
@@ -92,7 +93,8 @@ struct OpenAIEndpoints {
   private func completions(_ request: Request, context: DoorContext) async -> Response {
     var request = request
     let body: OpenAIRequests.Completion
-    switch await door.body(of: &request).flatMap({ door.decode(OpenAIRequests.Completion.self, from: $0) }) {
+    switch await door.body(of: &request).flatMap({ HTTPDoor.decode(OpenAIRequests.Completion.self, from: $0) }
+    ) {
     case .success(let decoded): body = decoded
     case .failure(let error): return HTTPFailure(error).openAIResponse()
     }
@@ -220,13 +222,14 @@ struct OpenAIEndpoints {
   private static func collect(_ feed: GenerationFeed, cutter: CompletionCutter) async -> OpenAIReply.Outcome {
     var cutter = cutter
     var text = ""
-    for await event in feed.events {
-      guard case .token(let token) = event else { continue }
-      let (piece, finish) = cutter.accept(token)
-      text += piece
-      if let finish {
-        feed.cancel()
-        return .finished(text: text, reason: finish, completionTokens: cutter.tokens)
+    while let batch = await feed.tokens.next() {
+      for token in batch.tokens {
+        let (piece, finish) = cutter.accept(token)
+        text += piece
+        if let finish {
+          feed.cancel()
+          return .finished(text: text, reason: finish, completionTokens: cutter.tokens)
+        }
       }
     }
     if Task.isCancelled {
@@ -242,8 +245,8 @@ struct OpenAIEndpoints {
     }
   }
 
-  /// Writes a feed's events as they come: each token through `render` (which may end the
-  /// completion), keep-alive comments while no token has come.
+  /// Writes a feed's tokens as they come, each batch in one write: each token through
+  /// `render` (which may end the completion), keep-alive comments while no token has come.
   ///
   /// - Returns: Why the completion ended early (`nil` when the generator ran out), or the
   ///   stream's error.
@@ -258,16 +261,22 @@ struct OpenAIEndpoints {
       ticker.cancel()
       feed.cancel()
     }
-    for await event in feed.events {
-      switch event {
-      case .keepAlive:
-        try await writer.write(ByteBuffer(string: ": keep-alive\n\n"))
-      case .token(let token):
-        feed.tokenArrived()
-        let (rendered, finish) = render(token)
-        if let rendered { try await writer.write(ByteBuffer(string: rendered)) }
-        if let finish { return .success(finish) }
+    while let batch = await feed.tokens.next() {
+      if batch.tokens.isEmpty {
+        if batch.keepAlive { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
+        continue
       }
+      feed.tokenArrived()
+      var events = ByteBuffer()
+      for token in batch.tokens {
+        let (rendered, finish) = render(token)
+        if let rendered { events.writeString(rendered) }
+        if let finish {
+          try await writer.write(events)
+          return .success(finish)
+        }
+      }
+      try await writer.write(events)
     }
     try Task.checkCancellation()
     return feed.end.map { nil }
@@ -278,7 +287,8 @@ struct OpenAIEndpoints {
   private func seedStream(_ request: Request, context: DoorContext) async -> Response {
     var request = request
     let body: OpenAIRequests.SeedStream
-    switch await door.body(of: &request).flatMap({ door.decode(OpenAIRequests.SeedStream.self, from: $0) }) {
+    switch await door.body(of: &request).flatMap({ HTTPDoor.decode(OpenAIRequests.SeedStream.self, from: $0) }
+    ) {
     case .success(let decoded): body = decoded
     case .failure(let error): return HTTPFailure(error).openAIResponse()
     }
@@ -312,7 +322,8 @@ struct OpenAIEndpoints {
   private func embeddings(_ request: Request, context: DoorContext) async -> Response {
     var request = request
     let body: OpenAIRequests.Embedding
-    switch await door.body(of: &request).flatMap({ door.decode(OpenAIRequests.Embedding.self, from: $0) }) {
+    switch await door.body(of: &request).flatMap({ HTTPDoor.decode(OpenAIRequests.Embedding.self, from: $0) })
+    {
     case .success(let decoded): body = decoded
     case .failure(let error): return HTTPFailure(error).openAIResponse()
     }

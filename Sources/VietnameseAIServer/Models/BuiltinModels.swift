@@ -79,7 +79,7 @@ public enum BuiltinModels {
   }
 
   /// The `embed` model's vector of `text`.
-  static func trigramVector(_ text: String, dimensions: Int) -> [Float] {
+  package static func trigramVector(_ text: String, dimensions: Int) -> [Float] {
     var vector = [Float](repeating: 0, count: dimensions)
     let bytes = Array((" " + text.lowercased() + " ").utf8)
     if bytes.count >= 3 {
