@@ -86,16 +86,7 @@ extension UnderLoad {
         try await stalled.send(WireFrame(requestID: 1, message: .streamOpen(open)))
         // The server writes until the kernel's buffers and its own outbound buffer are full,
         // then stops producing: the count of tokens sent stops growing.
-        // Real sockets and the kernel's buffers: no clock to inject, so "stalled" is a count
-        // that did not move for 200 ms.
-        var previous = -1.0
-        try await eventually("the stream stalls") {
-          try? await Task.sleep(for: .milliseconds(200))
-          let sent = (try? server.statistics().stream["tokens_sent"]) ?? 0
-          defer { previous = sent }
-          return sent > 0 && sent == previous
-        }
-        let stalledAt = try #require(try server.statistics().stream["tokens_sent"])
+        let stalledAt = try await server.tokensSentOnceStalled()
         // A few megabytes of frames at most (kernel buffers plus the 256 KiB high watermark),
         // nowhere near what an unbounded buffer would hold by now.
         #expect(stalledAt < 1_000_000, "\(stalledAt) tokens sent to a client that reads nothing")

@@ -36,6 +36,21 @@ struct TestServer {
     try ServerStatistics.decode(server.statisticsJSON())
   }
 
+  /// The tokens sent so far, once a stream to a client that reads nothing has stalled.
+  ///
+  /// Real sockets and the kernel's buffers: no clock to inject, so "stalled" is a count that
+  /// did not move for 200 ms.
+  func tokensSentOnceStalled() async throws -> Double {
+    var previous = -1.0
+    try await eventually("the stream stalls") {
+      try? await Task.sleep(for: .milliseconds(200))
+      let sent = (try? statistics().stream["tokens_sent"]) ?? 0
+      defer { previous = sent }
+      return sent > 0 && sent == previous
+    }
+    return try #require(try statistics().stream["tokens_sent"])
+  }
+
   static let quietLogger = Logger(label: "test-server", factory: { _ in SwiftLogNoOpLogHandler() })
 
   /// The default test configuration: a free port, no pacing, a rate limit out of the way,

@@ -10,8 +10,7 @@ final class HTTPRequestMetrics: RouterMiddleware, Sendable {
   typealias Context = DoorContext
 
   private let registry: PrometheusCollectorRegistry
-  private let counters = Locked<[Key: Counter]>([:])
-  private let durations = Locked<[Key: DurationHistogram]>([:])
+  private let metrics = Locked<[Key: (Counter, DurationHistogram)]>([:])
 
   private struct Key: Hashable {
     var route: String
@@ -43,35 +42,33 @@ final class HTTPRequestMetrics: RouterMiddleware, Sendable {
     let elapsed = ContinuousClock.now - start
     let route = route ?? "unmatched"
     let key = Key(route: route, method: method, status: status)
-    let counter = counters.withLock { counters in
-      if let counter = counters[key] { return counter }
-      let counter = registry.makeCounter(
-        descriptor: MetricNameDescriptor(
-          metricName: "http_requests",
-          unitName: "total",
-          helpText: "HTTP requests by route, method and status."
+    // One lookup per request; the registry hands the same histogram to every status of a route.
+    let (counter, histogram) = metrics.withLock { metrics in
+      if let found = metrics[key] { return found }
+      let made = (
+        registry.makeCounter(
+          descriptor: MetricNameDescriptor(
+            metricName: "http_requests",
+            unitName: "total",
+            helpText: "HTTP requests by route, method and status."
+          ),
+          labels: [("route", route), ("method", method), ("status", "\(status)")]
         ),
-        labels: [("route", route), ("method", method), ("status", "\(status)")]
+        registry.makeDurationHistogram(
+          descriptor: MetricNameDescriptor(
+            metricName: "http_request_duration",
+            unitName: "seconds",
+            helpText:
+              "Time to the response head, by route and method (an SSE stream's body runs on after it)."
+          ),
+          labels: [("route", route), ("method", method)],
+          buckets: ServingMetrics.latencyBuckets
+        )
       )
-      counters[key] = counter
-      return counter
+      metrics[key] = made
+      return made
     }
     counter.increment()
-    let timing = Key(route: route, method: method, status: 0)
-    let histogram = durations.withLock { durations in
-      if let histogram = durations[timing] { return histogram }
-      let histogram = registry.makeDurationHistogram(
-        descriptor: MetricNameDescriptor(
-          metricName: "http_request_duration",
-          unitName: "seconds",
-          helpText: "Time to the response head, by route and method (an SSE stream's body runs on after it)."
-        ),
-        labels: [("route", route), ("method", method)],
-        buckets: ServingMetrics.latencyBuckets
-      )
-      durations[timing] = histogram
-      return histogram
-    }
     histogram.record(elapsed)
   }
 }

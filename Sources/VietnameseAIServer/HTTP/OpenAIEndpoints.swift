@@ -83,7 +83,7 @@ struct OpenAIEndpoints {
       stream: body.stream ?? false,
       includeUsage: body.streamOptions?.includeUsage ?? false,
       maxTokens: body.maxCompletionTokens ?? body.maxTokens,
-      stops: body.stop?.sequences ?? [],
+      stops: body.stop?.values ?? [],
       n: body.n,
       timeout: body.timeout
     )
@@ -106,7 +106,7 @@ struct OpenAIEndpoints {
       includeUsage: body.streamOptions?.includeUsage ?? false,
       // OpenAI's default for this endpoint.
       maxTokens: body.maxTokens ?? 16,
-      stops: body.stop?.sequences ?? [],
+      stops: body.stop?.values ?? [],
       n: body.n,
       timeout: body.timeout
     )
@@ -187,14 +187,12 @@ struct OpenAIEndpoints {
     )
   }
 
-  /// Opens a stream of `model` for the request's client, with its deadline.
-  private func open(
-    _ model: String,
-    prompt: String,
-    timeout: Double?,
+  /// The request's client and deadline, unless the server no longer takes work.
+  private func admit(
     _ request: Request,
-    _ context: DoorContext
-  ) -> Result<GenerationFeed, HTTPFailure> {
+    _ context: DoorContext,
+    timeout: Double?
+  ) -> Result<(String, Duration?), HTTPFailure> {
     let client: String
     switch door.client(of: request, context: context) {
     case .success(let found): client = found
@@ -205,8 +203,22 @@ struct OpenAIEndpoints {
     case .success(let found): deadline = found
     case .failure(let error): return .failure(HTTPFailure(error))
     }
-    if core.isDraining {
-      return .failure(HTTPFailure(.unavailable, "the server is shutting down"))
+    if core.isDraining { return .failure(HTTPFailure(.unavailable, "the server is shutting down")) }
+    return .success((client, deadline))
+  }
+
+  /// Opens a stream of `model` for the request's client, with its deadline.
+  private func open(
+    _ model: String,
+    prompt: String,
+    timeout: Double?,
+    _ request: Request,
+    _ context: DoorContext
+  ) -> Result<GenerationFeed, HTTPFailure> {
+    let (client, deadline): (String, Duration?)
+    switch admit(request, context, timeout: timeout) {
+    case .success(let admitted): (client, deadline) = admitted
+    case .failure(let failure): return .failure(failure)
     }
     return GenerationFeed.open(
       core: core,
@@ -334,7 +346,7 @@ struct OpenAIEndpoints {
     default:
       return HTTPFailure(.invalidArgument, "encoding_format must be \"float\" or \"base64\"").openAIResponse()
     }
-    guard !body.input.texts.isEmpty else {
+    guard !body.input.values.isEmpty else {
       return HTTPFailure(.invalidArgument, "input must not be empty").openAIResponse()
     }
     let dimensions: Int
@@ -353,7 +365,7 @@ struct OpenAIEndpoints {
         .openAIResponse()
     }
     let outputs: [ByteBuffer]
-    switch await predict(body.model, texts: body.input.texts, timeout: body.timeout, request, context) {
+    switch await predict(body.model, texts: body.input.values, timeout: body.timeout, request, context) {
     case .success(let found): outputs = found
     case .failure(let failure): return failure.openAIResponse()
     }
@@ -372,7 +384,7 @@ struct OpenAIEndpoints {
       }
       json += "}"
     }
-    let tokens = body.input.texts.reduce(0) { $0 + BuiltinModels.syllables(of: $1).count }
+    let tokens = body.input.values.reduce(0) { $0 + BuiltinModels.syllables(of: $1).count }
     json +=
       "],\"model\":\(SSEEvent.jsonString(body.model)),\"usage\":{\"prompt_tokens\":\(tokens),\"total_tokens\":\(tokens)}}"
     return HTTPDoor.json(.ok, json)
@@ -386,17 +398,11 @@ struct OpenAIEndpoints {
     _ request: Request,
     _ context: DoorContext
   ) async -> Result<[ByteBuffer], HTTPFailure> {
-    let client: String
-    switch door.client(of: request, context: context) {
-    case .success(let found): client = found
-    case .failure(let error): return .failure(HTTPFailure(error))
+    let (client, deadline): (String, Duration?)
+    switch admit(request, context, timeout: timeout) {
+    case .success(let admitted): (client, deadline) = admitted
+    case .failure(let failure): return .failure(failure)
     }
-    let deadline: Duration?
-    switch door.deadline(of: request, bodySeconds: timeout) {
-    case .success(let found): deadline = found
-    case .failure(let error): return .failure(HTTPFailure(error))
-    }
-    if core.isDraining { return .failure(HTTPFailure(.unavailable, "the server is shutting down")) }
     do {
       let outputs = try await core.predict(
         model: model,

@@ -10,18 +10,18 @@ enum OpenAIRequests {
     }
   }
 
-  /// `stop`: a string or a list of strings.
-  struct Stop: Decodable {
-    var sequences: [String]
+  /// A field that takes a string or a list of strings (`stop`, `input`, `prompt`).
+  struct Strings: Decodable {
+    var values: [String]
 
     init(from decoder: any Decoder) throws {
       let container = try decoder.singleValueContainer()
       if container.decodeNil() {
-        sequences = []
+        values = []
       } else if let one = try? container.decode(String.self) {
-        sequences = [one]
+        values = [one]
       } else {
-        sequences = try container.decode([String].self)
+        values = try container.decode([String].self)
       }
     }
   }
@@ -58,7 +58,7 @@ enum OpenAIRequests {
     var streamOptions: StreamOptions?
     var maxTokens: Int?
     var maxCompletionTokens: Int?
-    var stop: Stop?
+    var stop: Strings?
     var n: Int?
     /// Seconds; `X-Request-Timeout` wins.
     var timeout: Double?
@@ -76,19 +76,13 @@ enum OpenAIRequests {
     var text: String
 
     init(from decoder: any Decoder) throws {
-      let container = try decoder.singleValueContainer()
-      if let text = try? container.decode(String.self) {
-        self.text = text
-        return
-      }
-      let list = try container.decode([String].self)
-      guard list.count == 1 else {
-        throw DecodingError.dataCorruptedError(
-          in: container,
-          debugDescription: "one prompt per request"
+      let prompts = try Strings(from: decoder).values
+      guard prompts.count == 1 else {
+        throw DecodingError.dataCorrupted(
+          DecodingError.Context(codingPath: decoder.codingPath, debugDescription: "one prompt per request")
         )
       }
-      self.text = list[0]
+      self.text = prompts[0]
     }
   }
 
@@ -98,7 +92,7 @@ enum OpenAIRequests {
     var stream: Bool?
     var streamOptions: StreamOptions?
     var maxTokens: Int?
-    var stop: Stop?
+    var stop: Strings?
     var n: Int?
     var echo: Bool?
     var timeout: Double?
@@ -110,23 +104,9 @@ enum OpenAIRequests {
     }
   }
 
-  /// `input`: a string or a list of strings.
-  struct EmbeddingInput: Decodable {
-    var texts: [String]
-
-    init(from decoder: any Decoder) throws {
-      let container = try decoder.singleValueContainer()
-      if let text = try? container.decode(String.self) {
-        texts = [text]
-      } else {
-        texts = try container.decode([String].self)
-      }
-    }
-  }
-
   struct Embedding: Decodable {
     var model: String
-    var input: EmbeddingInput
+    var input: Strings
     var encodingFormat: String?
     var dimensions: Int?
     var timeout: Double?

@@ -79,16 +79,7 @@ final class TokenPipe: Sendable {
 
   /// No more tokens: the consumer gets what is waiting, then `nil`.
   func finish() {
-    let (consumer, producer) = state.withLock { state in
-      state.finished = true
-      defer {
-        state.consumer = nil
-        state.producer = nil
-      }
-      return (state.consumer, state.producer)
-    }
-    consumer?.resume()
-    producer?.resume()
+    end { $0.finished = true }
   }
 
   // MARK: Consumer
@@ -130,9 +121,16 @@ final class TokenPipe: Sendable {
 
   /// The consumer is gone: pending and later tokens are dropped, a waiting producer released.
   func leave() {
-    let (consumer, producer) = state.withLock { state in
+    end { state in
       state.consumerGone = true
       state.tokens = []
+    }
+  }
+
+  /// Applies `change`, then releases whichever side waits.
+  private func end(_ change: (inout State) -> Void) {
+    let (consumer, producer) = state.withLock { state in
+      change(&state)
       defer {
         state.consumer = nil
         state.producer = nil

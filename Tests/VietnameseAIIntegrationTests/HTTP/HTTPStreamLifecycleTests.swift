@@ -98,16 +98,7 @@ struct HTTPStreamLifecycleTests {
     try await OpenAIEndpointTests.with(generators: [TestServer.counter]) { server in
       let stalled = try await HTTPConnection.connect(port: server.httpPort!, reading: false)
       try await stalled.send("POST", "/v1/stream", body: Array(#"{"prompt":"x"}"#.utf8))
-      // Real sockets and the kernel's buffers: no clock to inject, so "stalled" is a count
-      // that did not move for 200 ms.
-      var previous = -1.0
-      try await eventually("the stream stalls") {
-        try? await Task.sleep(for: .milliseconds(200))
-        let sent = (try? server.statistics().stream["tokens_sent"]) ?? 0
-        defer { previous = sent }
-        return sent > 0 && sent == previous
-      }
-      let stalledAt = try #require(try server.statistics().stream["tokens_sent"])
+      let stalledAt = try await server.tokensSentOnceStalled()
       // Each token is a ~20-byte event: the kernel's buffers plus the channel's, a few MB.
       #expect(stalledAt < 1_000_000, "\(stalledAt) tokens sent to a client that reads nothing")
       try await Task.sleep(for: .seconds(1))

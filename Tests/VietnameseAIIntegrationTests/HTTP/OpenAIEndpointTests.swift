@@ -55,7 +55,7 @@ struct OpenAIEndpointTests {
       let events = response.events
       #expect(events.last == "[DONE]")
       let chunks = try events.dropLast().map {
-        try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])
       }
       let choices = chunks.map { ($0["choices"] as? [[String: Any]])?.first }
       let deltas = choices.compactMap { $0?["delta"] as? [String: Any] }
