@@ -11,3 +11,14 @@ package struct BatchReport: Sendable {
   /// Whether the model answered the batch (one output per input).
   package var succeeded: Bool
 }
+
+/// The observer of a batcher's reports, held by reference: a closure kept in a generic
+/// container is re-wrapped in a conversion thunk each time it is read out, and calling
+/// through those thunks cost more than the batches themselves.
+final class BatchObserver: Sendable {
+  let report: @Sendable (BatchReport) -> Void
+
+  init(report: @escaping @Sendable (BatchReport) -> Void) {
+    self.report = report
+  }
+}

@@ -44,7 +44,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   private let clock: InjectedClock
   private let state: Locked<State>
   private let nextTicket = Atomic<UInt64>(1)
-  private let observer = Locked<(@Sendable (BatchReport) -> Void)?>(nil)
+  private let observer = Locked<BatchObserver?>(nil)
 
   /// Creates a batching server for a model.
   ///
@@ -391,7 +391,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   /// Hands a report of every batch run from now on to `observer`, on the thread that ran the
   /// batch, after its requests are answered. One observer at a time; a metrics exporter.
   package func observe(_ observer: @escaping @Sendable (BatchReport) -> Void) {
-    self.observer.withLock { $0 = observer }
+    let box = BatchObserver(report: observer)
+    self.observer.withLock { $0 = box }
   }
 
   /// Runs one batch on the model and answers its requests.
@@ -441,7 +442,7 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     if let observer {
       var succeeded = true
       if case .failure = result { succeeded = false }
-      observer(
+      observer.report(
         BatchReport(
           size: batch.count,
           queueNanoseconds: batch.map { max(started - $0.arrival, 0) },

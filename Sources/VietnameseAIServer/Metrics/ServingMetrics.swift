@@ -7,7 +7,8 @@ import Synchronization
 /// did, both doors alike.
 ///
 /// Histograms are fed by the components' reports (one per batch, one per stream), so a
-/// request on the hot path costs no metric update of its own. Counters and gauges that the
+/// request on the hot path costs no metric update of its own; the per-model ones count a
+/// whole batch without a lock (``RequestHistogram``). Counters and gauges that the
 /// components count anyway (outcomes, queue sizes, tokens, limiter decisions) are read from
 /// their statistics when ``collect()`` runs, just before each scrape. Names follow vLLM's
 /// (`vllm:` becomes `vai:`); the README maps them to vLLM's, TGI's and Triton's. No metric has
@@ -45,7 +46,7 @@ final class ServingMetrics: Sendable {
     .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5),
     .seconds(10), .seconds(30), .seconds(60), .seconds(120),
   ]
-  static let batchSizeBuckets: [Double] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+  static let batchSizeBuckets: [Int64] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 
   init(
     registry: PrometheusCollectorRegistry,
@@ -167,10 +168,33 @@ final class ServingMetrics: Sendable {
     }
   }
 
+  /// The per-model histograms fed by batch reports, which render themselves (see
+  /// ``RequestHistogram``): family name, help, and the histogram of each model.
+  private static var modelHistograms: [(String, String, KeyPath<ModelMetrics, RequestHistogram>)] {
+    [
+      (
+        "vai:request_queue_time_seconds", "Time a request waited in the queue before its batch ran.",
+        \.queueTime
+      ),
+      ("vai:batch_compute_time_seconds", "Time the model took on a batch.", \.computeTime),
+      (
+        "vai:e2e_request_latency_seconds",
+        "Queue time plus the batch's compute time, per request the model ran.",
+        \.latency
+      ),
+      ("vai:batch_size", "Requests per batch handed to the model.", \.batchSize),
+    ]
+  }
+
   /// The metrics in Prometheus's text format, collected now.
   func emit(binaryConnections: Int, httpConnections: Int) -> [UInt8] {
     collect(binaryConnections: binaryConnections, httpConnections: httpConnections)
-    return registry.emitToBuffer()
+    var text = ""
+    for (name, help, histogram) in Self.modelHistograms {
+      text += "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+      for model in models { model[keyPath: histogram].render(name: name, into: &text) }
+    }
+    return registry.emitToBuffer() + Array(text.utf8)
   }
 }
 
@@ -180,10 +204,10 @@ private final class ModelMetrics: Sendable {
   let outcomes: [(@Sendable (ThongKeBatch) -> Int, Counter)]
   let waiting: Gauge
   let inFlight: Gauge
-  let queueTime: DurationHistogram
-  let computeTime: DurationHistogram
-  let latency: DurationHistogram
-  let batchSize: ValueHistogram
+  let queueTime: RequestHistogram
+  let computeTime: RequestHistogram
+  let latency: RequestHistogram
+  let batchSize: RequestHistogram
 
   init(model: ServedModel, registry: PrometheusCollectorRegistry) {
     self.model = model
@@ -219,51 +243,18 @@ private final class ModelMetrics: Sendable {
       ),
       labels: [label]
     )
-    self.queueTime = registry.makeDurationHistogram(
-      descriptor: ServingMetrics.name(
-        "request_queue_time",
-        unit: "seconds",
-        help: "Time a request waited in the queue before its batch ran."
-      ),
-      labels: [label],
-      buckets: ServingMetrics.latencyBuckets
-    )
-    self.computeTime = registry.makeDurationHistogram(
-      descriptor: ServingMetrics.name(
-        "batch_compute_time",
-        unit: "seconds",
-        help: "Time the model took on a batch."
-      ),
-      labels: [label],
-      buckets: ServingMetrics.latencyBuckets
-    )
-    self.latency = registry.makeDurationHistogram(
-      descriptor: ServingMetrics.name(
-        "e2e_request_latency",
-        unit: "seconds",
-        help: "Queue time plus the batch's compute time, per request the model ran."
-      ),
-      labels: [label],
-      buckets: ServingMetrics.latencyBuckets
-    )
-    self.batchSize = registry.makeValueHistogram(
-      descriptor: ServingMetrics.name(
-        "batch_size",
-        unit: "",
-        help: "Requests per batch handed to the model."
-      ),
-      labels: [label],
-      buckets: ServingMetrics.batchSizeBuckets
-    )
+    let rendered = "model_name=\(SSEEvent.jsonString(model.name))"
+    self.queueTime = RequestHistogram(durations: ServingMetrics.latencyBuckets, labels: rendered)
+    self.computeTime = RequestHistogram(durations: ServingMetrics.latencyBuckets, labels: rendered)
+    self.latency = RequestHistogram(durations: ServingMetrics.latencyBuckets, labels: rendered)
+    self.batchSize = RequestHistogram(bounds: ServingMetrics.batchSizeBuckets, scale: 1, labels: rendered)
   }
 
   func record(_ report: BatchReport) {
-    batchSize.record(Double(report.size))
-    computeTime.recordNanoseconds(report.computeNanoseconds)
-    for wait in report.queueNanoseconds {
-      queueTime.recordNanoseconds(wait)
-      latency.recordNanoseconds(wait + report.computeNanoseconds)
-    }
+    batchSize.record(Int64(report.size))
+    computeTime.record(report.computeNanoseconds)
+    queueTime.record(report.queueNanoseconds)
+    latency.record(report.queueNanoseconds, plus: report.computeNanoseconds)
   }
 
   func export(_ now: ThongKeBatch, since last: ThongKeBatch?) {
