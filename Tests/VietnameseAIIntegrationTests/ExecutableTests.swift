@@ -90,7 +90,9 @@ struct ExecutableTests {
         if chunk.isEmpty { break }
         line.append(chunk)
       }
-      return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+      // The first line only: the HTTP door's line may arrive in the same read.
+      let first = line.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).first ?? line[...]
+      return String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
     #expect(text.hasPrefix("listening on 127.0.0.1:"), "\(text)")
     guard let port = text.split(separator: ":").last.flatMap({ Int($0) }) else {
