@@ -91,7 +91,8 @@ struct ExecutableTests {
         line.append(chunk)
       }
       // The first line only: the HTTP door's line may arrive in the same read.
-      let first = line.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).first ?? line[...]
+      let newline = line.firstIndex(of: UInt8(ascii: "\n")) ?? line.endIndex
+      let first = line[..<newline]
       return String(decoding: first, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
     #expect(text.hasPrefix("listening on 127.0.0.1:"), "\(text)")
