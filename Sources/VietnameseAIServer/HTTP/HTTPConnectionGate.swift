@@ -6,7 +6,8 @@ import NIOHTTPTypes
 /// of such a connection is answered 503 with `Connection: close`, and the connection closed.
 ///
 /// Answering with a status rather than refusing the TCP connection tells a client why, and
-/// when to come back (`Retry-After`).
+/// when to come back (`Retry-After`). It also tells the connection's ``ClientPresence`` when
+/// the client leaves, so that its queued work is withdrawn.
 final class HTTPConnectionGate: ChannelDuplexHandler, RemovableChannelHandler {
   typealias InboundIn = HTTPRequestPart
   typealias InboundOut = HTTPRequestPart
@@ -14,7 +15,7 @@ final class HTTPConnectionGate: ChannelDuplexHandler, RemovableChannelHandler {
   typealias OutboundOut = HTTPResponsePart
 
   private let connections: HTTPConnections
-  private var counted = false
+  private var counted: (any Channel)?
   private var phase = Phase.serving
 
   private enum Phase {
@@ -30,18 +31,18 @@ final class HTTPConnectionGate: ChannelDuplexHandler, RemovableChannelHandler {
   }
 
   func handlerAdded(context: ChannelHandlerContext) {
-    if context.channel.isActive { count() }
+    if context.channel.isActive { count(context.channel) }
   }
 
   func channelActive(context: ChannelHandlerContext) {
-    count()
+    count(context.channel)
     context.fireChannelActive()
   }
 
-  private func count() {
-    guard !counted else { return }
-    counted = true
-    if !connections.opened() { phase = .refusing }
+  private func count(_ channel: any Channel) {
+    guard counted == nil else { return }
+    counted = channel
+    if !connections.opened(channel) { phase = .refusing }
   }
 
   func channelInactive(context: ChannelHandlerContext) {
@@ -53,10 +54,19 @@ final class HTTPConnectionGate: ChannelDuplexHandler, RemovableChannelHandler {
     uncount()
   }
 
+  /// Remote half-closure is on, so a client that closes its socket shows first as a closed
+  /// input, not as an inactive channel.
+  func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    if case ChannelEvent.inputClosed = event {
+      connections.presence(of: context.channel)?.left()
+    }
+    context.fireUserInboundEventTriggered(event)
+  }
+
   private func uncount() {
-    guard counted else { return }
-    counted = false
-    connections.closed()
+    guard let channel = counted else { return }
+    counted = nil
+    connections.closed(channel)
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {

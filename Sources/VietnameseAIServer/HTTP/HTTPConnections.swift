@@ -1,9 +1,12 @@
+import NIOCore
 import Synchronization
 
-/// The HTTP door's open connections, against `--max-connections`.
+/// The HTTP door's open connections, against `--max-connections`, and the presence of each
+/// one's client, which the door's handlers find by channel.
 final class HTTPConnections: Sendable {
   let limit: Int
   private let open = Atomic<Int>(0)
+  private let presences = Mutex<[ObjectIdentifier: ClientPresence]>([:])
 
   init(limit: Int) {
     self.limit = limit
@@ -13,11 +16,20 @@ final class HTTPConnections: Sendable {
 
   /// Counts a new connection; `false` if it is one too many (it still counts until it
   /// closes).
-  func opened() -> Bool {
-    open.wrappingAdd(1, ordering: .relaxed).newValue <= limit
+  func opened(_ channel: any Channel) -> Bool {
+    let presence = ClientPresence()
+    presences.withLock { $0[ObjectIdentifier(channel)] = presence }
+    return open.wrappingAdd(1, ordering: .relaxed).newValue <= limit
   }
 
-  func closed() {
+  func closed(_ channel: any Channel) {
+    let presence = presences.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+    presence?.left()
     open.subtract(1, ordering: .relaxed)
+  }
+
+  /// The presence of the client on `channel`, while the channel is open.
+  func presence(of channel: any Channel) -> ClientPresence? {
+    presences.withLock { $0[ObjectIdentifier(channel)] }
   }
 }

@@ -86,6 +86,27 @@ final class HTTPDoor: Sendable {
 
   // MARK: What every endpoint needs
 
+  /// Predicts through the core; the work is withdrawn if the client leaves meanwhile.
+  func predict(
+    model: String,
+    inputs: [ByteBuffer],
+    deadline: Duration?,
+    client: String,
+    context: DoorContext
+  ) async throws(ServingError) -> [ByteBuffer] {
+    let work = CancellableWork()
+    let presence = connections.presence(of: context.channel)
+    presence?.watch(work)
+    defer { presence?.unwatch() }
+    return try await core.predict(
+      model: model,
+      inputs: inputs,
+      deadline: deadline,
+      client: client,
+      work: work
+    )
+  }
+
   /// The client a request comes from: its bearer token's client id when tokens are
   /// configured, else its `X-Client-ID`, else its address.
   func client(of request: Request, context: DoorContext) -> Result<String, ServingError> {

@@ -106,11 +106,12 @@ struct InferenceEndpoints {
     if core.isDraining { return HTTPFailure(.unavailable, "the server is shutting down").inferenceResponse() }
     let outputs: [ByteBuffer]
     do {
-      outputs = try await core.predict(
+      outputs = try await door.predict(
         model: model.name,
         inputs: parsed.inputs,
         deadline: deadline,
-        client: client
+        client: client,
+        context: context
       )
     } catch {
       return HTTPFailure(error, policy: door.ratePolicy).inferenceResponse()

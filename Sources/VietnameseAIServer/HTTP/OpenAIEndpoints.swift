@@ -404,11 +404,12 @@ struct OpenAIEndpoints {
     case .failure(let failure): return .failure(failure)
     }
     do {
-      let outputs = try await core.predict(
+      let outputs = try await door.predict(
         model: model,
         inputs: texts.map { ByteBuffer(string: $0) },
         deadline: deadline,
-        client: client
+        client: client,
+        context: context
       )
       return .success(outputs)
     } catch {

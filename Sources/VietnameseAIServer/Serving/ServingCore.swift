@@ -297,14 +297,14 @@ final class ServingCore: Sendable {
   }
 
   /// ``batchPredict(model:inputs:deadline:client:completion:)`` for a caller that awaits:
-  /// cancelling the calling task withdraws the work.
+  /// cancelling the calling task, or `work`, withdraws the work.
   func predict(
     model name: String,
     inputs: [ByteBuffer],
     deadline: Duration?,
-    client: String
+    client: String,
+    work: CancellableWork = CancellableWork()
   ) async throws(ServingError) -> [ByteBuffer] {
-    let work = CancellableWork()
     let result = await withTaskCancellationHandler {
       await withCheckedContinuation {
         (continuation: CheckedContinuation<Result<[ByteBuffer], ServingError>, Never>) in

@@ -110,3 +110,30 @@ enum VectorTextProbe {
     return values
   }
 }
+
+extension InferenceEndpointTests {
+  @Test("a client that leaves while its infer is queued withdraws it: it never reaches the model")
+  func disconnectWithdraws() async throws {
+    let gate = Gate()
+    try await OpenAIEndpointTests.with(models: [gatedModel(gate: gate)]) { server in
+      let body = Array(#"{"inputs":[{"name":"TEXT","shape":[1],"datatype":"BYTES","data":["x"]}]}"#.utf8)
+      let running = try await HTTPConnection.connect(port: server.httpPort!)
+      try await running.send("POST", "/v2/models/gated/infer", body: body)
+      try await eventually("the first infer reached the model") { gate.entered == 1 }
+      let leaving = try await HTTPConnection.connect(port: server.httpPort!)
+      try await leaving.send("POST", "/v2/models/gated/infer", body: body)
+      try await eventually("the second infer is queued") {
+        (try? server.statistics().batch["queue_size"]) == 1
+      }
+      await leaving.close()
+      try await eventually("the server withdrew it") {
+        let batch = try? server.statistics().batch
+        return batch?["cancelled"] == 1 && batch?["queue_size"] == 0
+      }
+      gate.open()
+      #expect(try await running.response().status == 200)
+      #expect(gate.entered == 1, "the withdrawn infer must never reach the model")
+      await running.close()
+    }
+  }
+}
