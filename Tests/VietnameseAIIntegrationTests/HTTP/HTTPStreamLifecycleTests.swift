@@ -1,11 +1,12 @@
 import Foundation
+import ServiceLifecycle
 import TestSupport
 import Testing
 import VietnameseAI
 import VietnameseAIClient
 import VietnameseAIServer
 
-/// SSE streams over time: keep-alives, clients that leave, clients that read slowly.
+/// SSE streams over time: keep-alives, clients that leave, clients that read slowly, draining.
 @Suite("HTTP: stream lifecycle")
 struct HTTPStreamLifecycleTests {
   /// `late`: waits at a gate before its first token, as a model in prefill does.
@@ -115,5 +116,50 @@ struct HTTPStreamLifecycleTests {
         (try? Self.streams(server)) == 0
       }
     }
+  }
+}
+
+extension HTTPStreamLifecycleTests {
+  @Test(
+    "graceful shutdown: open streams and infers run to their end, idle connections close, then run() returns"
+  )
+  func drain() async throws {
+    let gate = Gate()
+    let modelGate = Gate()
+    let server = RPCServer(
+      configuration: TestServer.httpConfiguration(),
+      models: [gatedModel(gate: modelGate)],
+      generators: [Self.late(gate)],
+      logger: TestServer.quietLogger
+    )
+    let services = ServiceGroup(services: [server], logger: TestServer.quietLogger)
+    let running = Task { try await services.run() }
+    let port = try await server.httpListeningAddress().port
+    let stream = try await HTTPConnection.connect(port: port)
+    try await stream.send("POST", "/v1/stream", body: Array(#"{"prompt":"x","model":"late"}"#.utf8))
+    let infer = try await HTTPConnection.connect(port: port)
+    try await infer.send(
+      "POST",
+      "/v2/models/gated/infer",
+      body: Array(#"{"inputs":[{"name":"TEXT","shape":[1],"datatype":"BYTES","data":["ở lại"]}]}"#.utf8)
+    )
+    let idle = try await HTTPConnection.connect(port: port)
+    try await idle.send("GET", "/health")
+    #expect(try await idle.response().status == 200)
+    try await eventually("the stream and the infer are in the server") {
+      let stats = try? ServerStatistics.decode(server.statisticsJSON())
+      return stats?.stream["client_hien_tai"] == 1 && modelGate.entered == 1
+    }
+
+    await services.triggerGracefulShutdown()
+    try await idle.waitUntilClosed()
+    gate.open()
+    modelGate.open()
+    let streamed = try await stream.response()
+    #expect(streamed.events == [#"{"token": "t1 "}"#, #"{"token": "t2 "}"#, "[DONE]"])
+    let inferred = try await infer.response()
+    #expect(inferred.status == 200 && inferred.text.contains("ở lại"))
+    try await running.value
+    for connection in [stream, infer, idle] { await connection.close() }
   }
 }
