@@ -6,8 +6,9 @@ import NIOHTTPTypes
 /// of such a connection is answered 503 with `Connection: close`, and the connection closed.
 ///
 /// Answering with a status rather than refusing the TCP connection tells a client why, and
-/// when to come back (`Retry-After`). It also tells the connection's ``ClientPresence`` when
-/// the client leaves, so that its queued work is withdrawn.
+/// when to come back (`Retry-After`). The gate also answers `Expect: 100-continue`, and tells
+/// the connection's ``ClientPresence`` when the client leaves, so that its queued work is
+/// withdrawn.
 final class HTTPConnectionGate: ChannelDuplexHandler, RemovableChannelHandler {
   typealias InboundIn = HTTPRequestPart
   typealias InboundOut = HTTPRequestPart
@@ -72,6 +73,16 @@ final class HTTPConnectionGate: ChannelDuplexHandler, RemovableChannelHandler {
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     switch phase {
     case .serving:
+      if case .head(var head) = unwrapInboundIn(data),
+        head.headerFields[.expect]?.lowercased() == "100-continue"
+      {
+        // Hummingbird reads a body only when asked; curl waits a second for this before it
+        // sends a body above 1 MiB.
+        head.headerFields[.expect] = nil
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: .continue))), promise: nil)
+        context.fireChannelRead(wrapInboundOut(.head(head)))
+        return
+      }
       context.fireChannelRead(data)
       return
     case .refused:

@@ -137,3 +137,23 @@ extension InferenceEndpointTests {
     }
   }
 }
+
+extension InferenceEndpointTests {
+  @Test("a request that expects 100-continue gets it before it sends its body, as curl's large uploads do")
+  func expectContinue() async throws {
+    try await Self.with { server in
+      let body = #"{"inputs":[{"name":"TEXT","shape":[1],"datatype":"BYTES","data":["chờ"]}]}"#
+      let connection = try await HTTPConnection.connect(port: server.httpPort!)
+      try await connection.send(
+        "POST /v2/models/echo/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+          + "Content-Length: \(body.utf8.count)\r\n\r\n"
+      )
+      try await connection.waitFor("HTTP/1.1 100 Continue\r\n\r\n")
+      #expect(!connection.receivedText.contains("200"))
+      try await connection.send(body)
+      try await connection.waitFor("\"data\":[\"chờ\"]")
+      #expect(connection.receivedText.contains("HTTP/1.1 200 OK"))
+      await connection.close()
+    }
+  }
+}
