@@ -1,4 +1,3 @@
-import FoundationEssentials
 import NIOCore
 
 /// An Open Inference Protocol `infer` request, in JSON or in Triton's binary tensor extension,
@@ -14,23 +13,88 @@ struct InferenceRequest {
   var timeoutMicroseconds: Double?
 
   /// The JSON of a request, as far as it is read.
-  private struct Header: Decodable {
+  private struct Header {
     var id: String?
-    var parameters: [String: JSONValue]?
+    var parameters: [String: JSONValue]
     var inputs: [Tensor]
-    var outputs: [Output]?
+    var outputs: [Output]
 
-    struct Tensor: Decodable {
+    struct Tensor {
       var name: String
       var shape: [Int]
       var datatype: String
-      var parameters: [String: JSONValue]?
+      var parameters: [String: JSONValue]
       var data: JSONValue?
     }
 
-    struct Output: Decodable {
+    struct Output {
       var name: String
-      var parameters: [String: JSONValue]?
+      var parameters: [String: JSONValue]
+    }
+
+    init(_ json: JSONValue) throws(ServingError) {
+      let fields = try Self.object(json, "the body")
+      id = try fields["id"].map { value throws(ServingError) in try Self.string(value, "id") }
+      parameters =
+        try fields["parameters"].map { value throws(ServingError) in try Self.object(value, "parameters") }
+        ?? [:]
+      guard let inputs = fields["inputs"] else { throw ServingError(.invalidArgument, "inputs is required") }
+      self.inputs = try Self.array(inputs, "inputs").enumerated().map { index, value throws(ServingError) in
+        let path = "inputs[\(index)]"
+        let tensor = try Self.object(value, path)
+        return Tensor(
+          name: try Self.string(tensor["name"], "\(path).name"),
+          shape: try Self.array(tensor["shape"], "\(path).shape").map { dimension throws(ServingError) in
+            guard case .number(let size) = dimension, let exact = Int(exactly: size) else {
+              throw ServingError(.invalidArgument, "\(path).shape must be an array of integers")
+            }
+            return exact
+          },
+          datatype: try Self.string(tensor["datatype"], "\(path).datatype"),
+          parameters: try tensor["parameters"].map { value throws(ServingError) in
+            try Self.object(value, "\(path).parameters")
+          } ?? [:],
+          data: tensor["data"]
+        )
+      }
+      outputs =
+        try fields["outputs"].map { value throws(ServingError) in
+          try Self.array(value, "outputs").enumerated().map { index, value throws(ServingError) in
+            let output = try Self.object(value, "outputs[\(index)]")
+            return Output(
+              name: try Self.string(output["name"], "outputs[\(index)].name"),
+              parameters: try output["parameters"].map { value throws(ServingError) in
+                try Self.object(value, "outputs[\(index)].parameters")
+              } ?? [:]
+            )
+          }
+        } ?? []
+    }
+
+    private static func object(_ value: JSONValue?, _ path: String) throws(ServingError) -> [String:
+      JSONValue]
+    {
+      guard let value else { throw ServingError(.invalidArgument, "\(path) is required") }
+      guard case .object(let fields) = value else {
+        throw ServingError(.invalidArgument, "\(path) must be an object")
+      }
+      return fields
+    }
+
+    private static func array(_ value: JSONValue?, _ path: String) throws(ServingError) -> [JSONValue] {
+      guard let value else { throw ServingError(.invalidArgument, "\(path) is required") }
+      guard case .array(let elements) = value else {
+        throw ServingError(.invalidArgument, "\(path) must be an array")
+      }
+      return elements
+    }
+
+    private static func string(_ value: JSONValue?, _ path: String) throws(ServingError) -> String {
+      guard let value else { throw ServingError(.invalidArgument, "\(path) is required") }
+      guard case .string(let text) = value else {
+        throw ServingError(.invalidArgument, "\(path) must be a string")
+      }
+      return text
     }
   }
 
@@ -54,9 +118,20 @@ struct InferenceRequest {
       binary = body.getSlice(at: body.readerIndex + headerLength, length: body.readableBytes - headerLength)!
     }
     let header: Header
-    switch HTTPDoor.decode(Header.self, from: json) {
-    case .success(let decoded): header = decoded
-    case .failure(let error): return .failure(error)
+    switch JSONParser.parse(json) {
+    case .success(let value):
+      do throws(ServingError) {
+        header = try Header(value)
+      } catch {
+        return .failure(error)
+      }
+    case .failure(let failure):
+      return .failure(
+        ServingError(
+          .invalidArgument,
+          "the body is not valid JSON: \(failure.reason) at byte \(failure.offset)"
+        )
+      )
     }
     guard header.inputs.count == 1, let tensor = header.inputs.first else {
       return .failure(
@@ -76,7 +151,7 @@ struct InferenceRequest {
     let count = tensor.shape[0]
     guard count >= 1 else { return .failure(ServingError(.invalidArgument, "input \(tensor.name) is empty")) }
     let inputs: [ByteBuffer]
-    if let size = tensor.parameters?["binary_data_size"] {
+    if let size = tensor.parameters["binary_data_size"] {
       guard case .number(let bytes) = size, bytes >= 0, bytes <= Double(binary.readableBytes) else {
         return .failure(
           ServingError(.invalidArgument, "binary_data_size of \(tensor.name) exceeds the binary data sent")
@@ -114,10 +189,10 @@ struct InferenceRequest {
       inputs = elements
     }
     var binaryOutput = false
-    if case .bool(true)? = header.parameters?["binary_data_output"] { binaryOutput = true }
-    if case .bool(let wanted)? = header.outputs?.first?.parameters?["binary_data"] { binaryOutput = wanted }
+    if case .bool(true)? = header.parameters["binary_data_output"] { binaryOutput = true }
+    if case .bool(let wanted)? = header.outputs.first?.parameters["binary_data"] { binaryOutput = wanted }
     var timeout: Double?
-    if let value = header.parameters?["timeout"] {
+    if let value = header.parameters["timeout"] {
       guard case .number(let micros) = value, micros > 0 else {
         return .failure(
           ServingError(.invalidArgument, "parameters.timeout must be a positive number of microseconds")
@@ -129,7 +204,7 @@ struct InferenceRequest {
       InferenceRequest(
         id: header.id,
         inputs: inputs,
-        outputName: header.outputs?.first?.name ?? "OUTPUT",
+        outputName: header.outputs.first?.name ?? "OUTPUT",
         binaryOutput: binaryOutput,
         timeoutMicroseconds: timeout
       )
