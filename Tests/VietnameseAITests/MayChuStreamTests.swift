@@ -271,6 +271,7 @@ struct MayChuStreamTests {
   func sseFraming() async throws {
     let tokens = [
       "xin chào", "\"quoted\"", "back\\slash", "new\nline", "tab\t", "\u{01}", "😀 Tiếng Việt", "\u{2028}",
+      "… \u{2029}", "\u{7F}",
     ]
     let server = MayChuStream(hamSinh: { _ in tokens }, tocDoToken: .zero)
     let events = try await collect(server.sinhSSE("x", clientID: "c1"))
@@ -284,6 +285,8 @@ struct MayChuStreamTests {
         "data: {\"token\": \"\\u0001\"}\n\n",
         "data: {\"token\": \"😀 Tiếng Việt\"}\n\n",
         "data: {\"token\": \"\\u2028\"}\n\n",
+        "data: {\"token\": \"… \\u2029\"}\n\n",
+        "data: {\"token\": \"\\u007f\"}\n\n",
         "data: [DONE]\n\n",
       ]
     )

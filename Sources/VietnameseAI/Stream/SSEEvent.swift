@@ -20,6 +20,11 @@ public enum SSEEvent {
 
   /// `text` as a quoted JSON string.
   public static func jsonString(_ text: String) -> String {
+    // Most text needs no escape; 0xE2 leads U+2028 and U+2029 (and others, which the slow
+    // path copies as they are).
+    if !text.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5C || $0 == 0x7F || $0 == 0xE2 }) {
+      return "\"" + text + "\""
+    }
     var out = "\""
     out.reserveCapacity(text.utf8.count + 2)
     for scalar in text.unicodeScalars {
