@@ -234,7 +234,7 @@ struct OpenAIEndpoints {
   private static func collect(_ feed: GenerationFeed, cutter: CompletionCutter) async -> OpenAIReply.Outcome {
     var cutter = cutter
     var text = ""
-    while let batch = await feed.tokens.next() {
+    while let batch = await feed.next() {
       for token in batch.tokens {
         let (piece, finish) = cutter.accept(token)
         text += piece
@@ -273,10 +273,16 @@ struct OpenAIEndpoints {
       ticker.cancel()
       feed.cancel()
     }
-    while let batch = await feed.tokens.next() {
+    while var batch = await feed.next() {
       if batch.tokens.isEmpty {
         if batch.keepAlive { try await writer.write(ByteBuffer(string: ": keep-alive\n\n")) }
         continue
+      }
+      if batch.tokens.count < GenerationFeed.batchSize {
+        // A write costs a system call; a turn of the executor lets a generator task that is
+        // producing add to this batch first.
+        await Task.yield()
+        batch.tokens += feed.takeWaiting()
       }
       feed.tokenArrived()
       var events = ByteBuffer()

@@ -119,6 +119,18 @@ final class TokenPipe: Sendable {
     }
   }
 
+  /// The tokens waiting now, without waiting for any; releases a producer waiting for room.
+  func takeWaiting() -> [String] {
+    let (tokens, producer) = state.withLock { state -> ([String], CheckedContinuation<Void, Never>?) in
+      let tokens = state.tokens
+      state.tokens = []
+      defer { state.producer = nil }
+      return (tokens, state.producer)
+    }
+    producer?.resume()
+    return tokens
+  }
+
   /// The consumer is gone: pending and later tokens are dropped, a waiting producer released.
   func leave() {
     end { state in
