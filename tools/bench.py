@@ -64,6 +64,17 @@ def build(package, skip):
     return run(["swift", "build", "-c", "release", "--show-bin-path"], cwd=package).strip()
 
 
+def stop(processes):
+    """Terminates the servers, then kills any that has not exited within 30 s."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as status:
         for line in status:
@@ -220,13 +231,7 @@ def main():
             print("idle: %d connections, RSS %.1f -> %.1f MiB" % (args.idle, before / 1024, during / 1024),
                   file=sys.stderr, flush=True)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
 
     micro = None if args.no_micro or args.only else run_micro(args.rounds)
     write_report(args, rows, batching, idle, commands, (rss_start, rss_after_runs), micro)
@@ -320,6 +325,7 @@ def median(reports, key, sub=None):
 
 
 NOTES_HEADING = "## Costs behind the design"
+KEPT_HEADINGS = ["## The HTTP door", NOTES_HEADING]
 
 
 def write_report(args, rows, batching, idle, commands, rss, micro=None):
@@ -418,8 +424,10 @@ def write_report(args, rows, batching, idle, commands, rss, micro=None):
     if os.path.exists(args.output):
         with open(args.output) as existing:
             text = existing.read()
-        if NOTES_HEADING in text:
-            kept = text[text.index(NOTES_HEADING):]
+        # Sections other scripts own (tools/bench_http.py) and the notes stay as they are.
+        starts = [text.index(heading) for heading in KEPT_HEADINGS if heading in text]
+        if starts:
+            kept = text[min(starts):]
     with open(args.output, "w") as output:
         output.write("\n".join(lines))
         if kept:
