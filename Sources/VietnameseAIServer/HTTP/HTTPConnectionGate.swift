@@ -92,7 +92,7 @@ final class HTTPConnectionGate: ChannelDuplexHandler, RemovableChannelHandler {
       phase = .refused
     }
     let body =
-      "{\"error\":{\"message\":\"too many connections: the server holds \(connections.limit) at once\",\"type\":\"service_unavailable_error\",\"param\":null,\"code\":\"RESOURCE_EXHAUSTED\"}}"
+      "{\"error\":{\"message\":\"too many connections: the server holds \(connections.limit) at once\",\"type\":\"service_unavailable_error\",\"param\":null,\"code\":\"UNAVAILABLE\"}}"
     let bytes = context.channel.allocator.buffer(string: body)
     var head = HTTPResponse(status: .serviceUnavailable)
     head.headerFields[.contentType] = "application/json"

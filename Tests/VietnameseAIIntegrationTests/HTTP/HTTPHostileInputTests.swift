@@ -75,6 +75,9 @@ struct HTTPHostileInputTests {
       try await third.send("GET", "/v2/health/live")
       let refused = try await third.response()
       #expect(refused.status == 503 && refused.headers["connection"] == "close")
+      #expect(refused.headers["retry-after"] == "1")
+      let error = try refused.json()["error"] as? [String: Any]
+      #expect(error?["code"] as? String == "UNAVAILABLE", "one code, one status: the README's table")
       try await third.waitUntilClosed()
       await first.close()
       try await eventually("a slot is free again") {
