@@ -47,6 +47,7 @@ final class HTTPDoor: Sendable {
   ) -> some ApplicationProtocol {
     let router = Router(context: DoorContext.self)
     router.add(middleware: requestMetrics)
+    if core.configuration.batchesRunOnEventLoops { router.add(middleware: LoopAffinity(group: group)) }
     router.get("/health") { _, _ in
       Response(status: self.core.isDraining ? .serviceUnavailable : .ok)
     }
