@@ -29,6 +29,15 @@ public struct WireError: Error, Hashable, Sendable, CustomStringConvertible {
     WireError(code: .protocolError, message: message, closesConnection: true)
   }
 
+  /// A frame whose declared payload exceeds the receiver's limit: a connection error.
+  static func frameTooLarge(_ length: UInt32, limit: Int) -> WireError {
+    WireError(
+      code: .frameTooLarge,
+      message: "frame of \(length) bytes exceeds the limit of \(limit)",
+      closesConnection: true
+    )
+  }
+
   /// A request-level invalid argument.
   static func invalidArgument(_ message: String, requestID: UInt32) -> WireError {
     WireError(code: .invalidArgument, message: message, requestID: requestID, closesConnection: false)

@@ -174,11 +174,7 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
       )
     }
     if UInt64(header.payloadLength) > UInt64(maxPayloadSize) {
-      throw WireError(
-        code: .frameTooLarge,
-        message: "frame of \(header.payloadLength) bytes exceeds the limit of \(maxPayloadSize)",
-        closesConnection: true
-      )
+      throw .frameTooLarge(header.payloadLength, limit: maxPayloadSize)
     }
     guard header.version == WireProtocol.version else {
       throw WireError(
