@@ -64,8 +64,21 @@ struct RPCServerCommand: AsyncParsableCommand {
   @Option(help: "timeoutBatch: seconds to gather a batch; 0 runs whatever is queued at once.")
   var batchTimeout = 0.1
 
-  @Option(help: "soWorker: batches that may run at once, per model.")
+  @Option(help: "soWorker: batches that may run at once, per model; for a --worker model, its processes.")
   var workers = 1
+
+  @Option(
+    name: .customLong("worker"),
+    help: ArgumentHelp(
+      "NAME=COMMAND: serve model NAME from COMMAND, a worker process (repeatable).",
+      discussion:
+        "COMMAND runs under /bin/sh with VAI_WORKER_ADDRESS, VAI_WORKER_TOKEN and VAI_WORKER_MODEL set, and speaks the worker protocol (Protocol/PROTOCOL.md §11), as tools/python/vietnamese_ai_worker does."
+    )
+  )
+  var workerCommands: [String] = []
+
+  @Option(help: "Seconds to wait for each --worker model's first process before serving without it.")
+  var workerStartTimeout = 60.0
 
   @Option(help: "toiDaCho: requests that may wait per model; more are refused QUEUE_FULL.")
   var maxQueue = 1000
@@ -185,30 +198,44 @@ struct RPCServerCommand: AsyncParsableCommand {
         toiDaCho: batching.toiDaCho
       )
     }
+    var models = [
+      BuiltinModels.echo(batching: batching),
+      BuiltinModels.simulatedAccelerator(
+        perBatch: try seconds(simBatchCost, "--sim-batch-cost"),
+        perItem: try seconds(simItemCost, "--sim-item-cost"),
+        batching: batching
+      ),
+      BuiltinModels.embedding(batching: batching),
+    ]
+    let generators = [BuiltinModels.essay, BuiltinModels.syllables]
+    var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+    if !workerCommands.isEmpty {
+      let supervisor = try makeSupervisor(
+        batching: batching,
+        taken: Set(models.map(\.name) + generators.map(\.name)),
+        logger: logger
+      )
+      models += try await supervisor.start()
+      // First in the group, so that it stops last: the server drains before its workers go.
+      services.append(.init(service: supervisor))
+    }
     let server = RPCServer(
       configuration: configuration,
-      models: [
-        BuiltinModels.echo(batching: batching),
-        BuiltinModels.simulatedAccelerator(
-          perBatch: try seconds(simBatchCost, "--sim-batch-cost"),
-          perItem: try seconds(simItemCost, "--sim-item-cost"),
-          batching: batching
-        ),
-        BuiltinModels.embedding(batching: batching),
-      ],
-      generators: [BuiltinModels.essay, BuiltinModels.syllables],
+      models: models,
+      generators: generators,
       logger: logger
     )
-    let services = ServiceGroup(
+    services.append(.init(service: server))
+    let serviceGroup = ServiceGroup(
       configuration: ServiceGroupConfiguration(
-        services: [.init(service: server)],
+        services: services,
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger
       )
     )
     let servesHTTP = configuration.http != nil
     try await withThrowingTaskGroup(of: Void.self) { group in
-      group.addTask { try await services.run() }
+      group.addTask { try await serviceGroup.run() }
       group.addTask {
         let address = try await server.listeningAddress()
         print("listening on \(address)")
@@ -221,6 +248,30 @@ struct RPCServerCommand: AsyncParsableCommand {
       }
       try await group.waitForAll()
     }
+  }
+
+  /// The supervisor of the `--worker` models; `taken` are the names served already.
+  private func makeSupervisor(batching: BuiltinModels.Batching, taken: Set<String>, logger: Logger) throws
+    -> WorkerSupervisor
+  {
+    var names = taken
+    let commands = try workerCommands.map { spec -> WorkerSupervisor.Configuration.Command in
+      guard let equals = spec.firstIndex(of: "="), equals != spec.startIndex,
+        !spec[spec.index(after: equals)...].trimmingCharacters(in: .whitespaces).isEmpty
+      else {
+        throw ValidationError("--worker takes NAME=COMMAND, not \"\(spec)\"")
+      }
+      let name = String(spec[..<equals])
+      guard names.insert(name).inserted else {
+        throw ValidationError("--worker \(name): a model or generator of that name is served already")
+      }
+      return .init(name: name, command: String(spec[spec.index(after: equals)...]))
+    }
+    var configuration = WorkerSupervisor.Configuration(commands: commands)
+    configuration.processes = workers
+    configuration.batching = batching
+    configuration.startTimeout = try seconds(workerStartTimeout, "--worker-start-timeout")
+    return WorkerSupervisor(configuration: configuration, logger: logger)
   }
 
   private func makeConfiguration() throws -> RPCServer.Configuration {

@@ -24,7 +24,7 @@ struct InferenceEndpoints {
     }
     router.get("/v2/health/live") { _, _ in Response(status: .ok) }
     router.get("/v2/health/ready") { _, _ in
-      Response(status: door.core.isDraining ? .serviceUnavailable : .ok)
+      Response(status: door.core.isDraining || !door.core.allModelsReady ? .serviceUnavailable : .ok)
     }
     router.get("/v2/models/:name") { _, context in metadata(context) }
     router.get("/v2/models/:name/versions/:version") { _, context in metadata(context) }
@@ -67,8 +67,11 @@ struct InferenceEndpoints {
   }
 
   private func ready(_ context: DoorContext) -> Response {
-    if case .failure(let failure) = model(context) { return failure.inferenceResponse() }
-    return Response(status: core.isDraining ? .serviceUnavailable : .ok)
+    switch model(context) {
+    case .failure(let failure): return failure.inferenceResponse()
+    case .success(let model):
+      return Response(status: core.isDraining || !model.isReady() ? .serviceUnavailable : .ok)
+    }
   }
 
   private func infer(_ request: Request, context: DoorContext) async -> Response {

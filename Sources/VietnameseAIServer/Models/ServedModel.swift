@@ -63,6 +63,9 @@ public final class ServedModel: Sendable {
   let observe: @Sendable (@escaping @Sendable (BatchReport) -> Void) -> Void
   let start: @Sendable () throws(VietnameseAIError) -> Void
   let stop: @Sendable () async -> Void
+  /// Whether the model can serve now: a model in this process always can; one served by
+  /// workers only while a worker is connected.
+  let isReady: @Sendable () -> Bool
 
   /// Serves `batcher` with custom conversions.
   ///
@@ -95,7 +98,8 @@ public final class ServedModel: Sendable {
     batcher: MayChuBatch<DauVao, KetQua>,
     signature: Signature,
     decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
-    encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer]
+    encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer],
+    isReady: @escaping @Sendable () -> Bool = { true }
   ) {
     self.init(
       name: name,
@@ -103,7 +107,8 @@ public final class ServedModel: Sendable {
       signature: signature,
       decode: decode,
       encodeAll: encodeAll,
-      answers: { Self.answers($0, encodeAll) }
+      answers: { Self.answers($0, encodeAll) },
+      isReady: isReady
     )
   }
 
@@ -115,9 +120,11 @@ public final class ServedModel: Sendable {
     signature: Signature,
     decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
     encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer],
-    answers: @escaping @Sendable ([BatchSink<KetQua>.Outcome]) -> [Answer]
+    answers: @escaping @Sendable ([BatchSink<KetQua>.Outcome]) -> [Answer],
+    isReady: @escaping @Sendable () -> Bool
   ) {
     self.name = name
+    self.isReady = isReady
     self.signature = signature
     self.queueCapacity = batcher.toiDaCho
     self.submitBatch = { items, deadline, completion in
@@ -181,14 +188,27 @@ public final class ServedModel: Sendable {
   /// The cheapest way to serve bytes. An input kept after its batch keeps the connection's
   /// receive buffer alive with it; copy the bytes out (`getBytes`) to keep them longer.
   public static func buffers(name: String, batcher: MayChuBatch<ByteBuffer, ByteBuffer>) -> ServedModel {
+    buffers(name: name, batcher: batcher, signature: Signature(input: .bytes, output: .bytes))
+  }
+
+  /// ``buffers(name:batcher:)`` with another signature and a readiness test, for models that
+  /// take and give bytes served by workers.
+  static func buffers(
+    name: String,
+    batcher: MayChuBatch<ByteBuffer, ByteBuffer>,
+    signature: Signature,
+    decode: @escaping @Sendable (ByteBuffer) throws -> ByteBuffer = { $0 },
+    isReady: @escaping @Sendable () -> Bool = { true }
+  ) -> ServedModel {
     ServedModel(
       name: name,
       batcher: batcher,
-      signature: Signature(input: .bytes, output: .bytes),
-      decode: { $0 },
+      signature: signature,
+      decode: decode,
       encodeAll: { $0 },
       // The outcomes are already answers: no array is built for them.
-      answers: { $0 }
+      answers: { $0 },
+      isReady: isReady
     )
   }
 

@@ -81,6 +81,9 @@ final class ServingCore: Sendable {
   /// ready.
   var isDraining: Bool { draining.load(ordering: .relaxed) }
 
+  /// Whether every model can serve now (see ``ServedModel/isReady``).
+  var allModelsReady: Bool { modelOrder.allSatisfy { $0.isReady() } }
+
   /// Marks the server as shutting down.
   func beginDraining() {
     draining.store(true, ordering: .relaxed)

@@ -51,6 +51,11 @@ struct ServingError: Error, Sendable, Equatable, CustomStringConvertible {
     case let error as ServingError:
       self = error
     case let error as VietnameseAIError:
+      if error.code == .modelFailed, let cause = error.cause as? ServingError {
+        // A model served by a worker fails with the worker's own status.
+        self = cause
+        return
+      }
       var message = error.message
       if let cause = error.cause { message += ": \(cause)" }
       self.init(Self.code(for: error.code), message)

@@ -12,6 +12,8 @@ struct StatisticsDocument: Encodable {
   var stream: ThongKeStream
   var rateLimit: ThongKeGioiHan
   var models: [String: ThongKeBatch]
+  /// Models that cannot serve now (served by workers, none of which is connected).
+  var modelsNotReady: [String]
 
   enum CodingKeys: String, CodingKey {
     case batch
@@ -19,6 +21,7 @@ struct StatisticsDocument: Encodable {
     case stream
     case rateLimit = "rate_limit"
     case models
+    case modelsNotReady = "models_not_ready"
   }
 
   init(primaryModel: ServedModel?, models: [ServedModel], stream: ThongKeStream, rateLimit: ThongKeGioiHan) {
@@ -30,6 +33,7 @@ struct StatisticsDocument: Encodable {
       models.map { ($0.name, $0.statistics()) },
       uniquingKeysWith: { first, _ in first }
     )
+    self.modelsNotReady = models.filter { !$0.isReady() }.map(\.name).sorted()
   }
 
   /// The document as JSON text, keys sorted.

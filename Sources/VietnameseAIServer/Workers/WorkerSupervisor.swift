@@ -1,0 +1,279 @@
+public import Logging
+public import NIOCore
+public import NIOPosix
+public import ServiceLifecycle
+@_spi(Batching) import VietnameseAI
+@_spi(Locking) import VietnameseAIConcurrency
+import VietnameseAIWire
+
+/// Models in other processes, in any language (`Protocol/PROTOCOL.md` §11): spawns the worker
+/// processes, listens for their connections, admits their handshakes, and serves each
+/// declared model as a ``ServedModel`` whose batches go to an idle worker.
+///
+/// ```swift
+/// let workers = WorkerSupervisor(configuration: .init(commands: [.init(name: "minilm", command: "python3 tools/models/minilm.py")]), logger: logger)
+/// let models = try await workers.start()
+/// let server = RPCServer(configuration: configuration, models: builtins + models, generators: generators)
+/// try await ServiceGroup(services: [workers, server], ...).run()  // the server drains first
+/// ```
+public final class WorkerSupervisor: Service, Sendable {
+  public struct Configuration: Sendable {
+    /// A model and the command that serves it.
+    public struct Command: Sendable {
+      public var name: String
+      public var command: String
+
+      public init(name: String, command: String) {
+        self.name = name
+        self.command = command
+      }
+    }
+
+    public var commands: [Command]
+    /// Worker processes per command; each takes one batch at a time (the design's `so_worker`).
+    public var processes = 1
+    /// Where the workers' listener binds; spawned workers connect there.
+    public var host = "127.0.0.1"
+    /// How long ``start()`` waits for each model's first worker.
+    public var startTimeout: Duration = .seconds(60)
+    public var handshakeTimeout: Duration = .seconds(10)
+    public var heartbeatInterval: Duration = .seconds(1)
+    public var heartbeatTimeout: Duration = .seconds(10)
+    /// How long a stopping worker has between `SIGTERM` and `SIGKILL`.
+    public var stopGrace: Duration = .seconds(5)
+    /// The largest payload either side sends on a worker connection.
+    public var maxFrameSize = 64 << 20
+    /// Batch size (unless the worker prefers one), batch timeout and queue of the models.
+    public var batching = BuiltinModels.Batching()
+
+    public init(commands: [Command]) {
+      self.commands = commands
+    }
+  }
+
+  public let configuration: Configuration
+  private let group: any EventLoopGroup
+  private let logger: Logger
+  private let state = Locked(State())
+
+  private struct State {
+    var pools: [String: WorkerPool] = [:]
+    var processes: [String: WorkerProcess] = [:]  // by token
+    var processOfLink: [ObjectIdentifier: WorkerProcess] = [:]
+    /// What each model's first worker declared: the signature the model keeps.
+    var declarations: [String: WorkerMessage.Declaration] = [:]
+    var supervision: [Task<Void, Never>] = []
+    var listener: (any Channel)?
+  }
+
+  public init(
+    configuration: Configuration,
+    group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+    logger: Logger = Logger(label: "rpc-server")
+  ) {
+    self.configuration = configuration
+    self.group = group
+    self.logger = logger
+  }
+
+  /// Opens the workers' listener, starts every worker process, and waits (up to
+  /// ``Configuration/startTimeout``) for each model's first worker.
+  ///
+  /// - Returns: One model per command, in their order; a model whose worker has not started
+  ///   is served as bytes in and out and is not ready until a worker connects.
+  public func start() async throws -> [ServedModel] {
+    let settings = WorkerChannelHandler.Settings(
+      handshakeTimeout: configuration.handshakeTimeout,
+      heartbeatInterval: configuration.heartbeatInterval,
+      heartbeatTimeout: configuration.heartbeatTimeout,
+      maxFrameSize: configuration.maxFrameSize
+    )
+    let logger = self.logger
+    let listener = try await ServerBootstrap(group: group)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      .childChannelInitializer { [self] channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(
+            WorkerChannelHandler(
+              settings: settings,
+              admit: { [self] hello, channel in admit(hello, channel: channel) },
+              onClose: { [self] link, hung in closed(link, hung: hung) },
+              logger: logger
+            )
+          )
+        }
+      }
+      .bind(host: configuration.host, port: 0)
+      .get()
+    let port = listener.localAddress?.port ?? 0
+    let address = "\(configuration.host):\(port)"
+    var processes: [WorkerProcess] = []
+    state.withLock { state in
+      state.listener = listener
+      for command in configuration.commands {
+        state.pools[command.name] = WorkerPool(name: command.name)
+        for _ in 0..<configuration.processes {
+          let token = Self.makeToken()
+          let process = WorkerProcess(
+            model: command.name,
+            command: command.command,
+            token: token,
+            environment: [
+              "VAI_WORKER_ADDRESS": address,
+              "VAI_WORKER_TOKEN": token,
+              "VAI_WORKER_MODEL": command.name,
+            ],
+            logger: logger
+          )
+          state.processes[token] = process
+          processes.append(process)
+        }
+      }
+    }
+    let tasks = processes.map { process in Task { await process.supervise() } }
+    state.withLock { $0.supervision = tasks }
+
+    let deadline = ContinuousClock.now + configuration.startTimeout
+    while ContinuousClock.now < deadline, !allStarted() {
+      try await Task.sleep(for: .milliseconds(20))
+    }
+    return configuration.commands.map { makeModel($0.name) }
+  }
+
+  private func allStarted() -> Bool {
+    state.withLock { state in state.pools.values.allSatisfy(\.isReady) }
+  }
+
+  private func makeModel(_ name: String) -> ServedModel {
+    let (pool, declaration) = state.withLock { ($0.pools[name]!, $0.declarations[name]) }
+    if declaration == nil {
+      logger.error(
+        "no worker of the model started in time; it is not ready until one connects",
+        metadata: ["model": "\(name)", "waited": "\(configuration.startTimeout)"]
+      )
+    }
+    let batching = configuration.batching
+    let preferred = Int(declaration?.preferredBatchSize ?? 0)
+    let batcher = MayChuBatch<ByteBuffer, ByteBuffer>(
+      hamDuDoan: { inputs in try await pool.run(inputs, deadline: nil) },
+      kichThuocBatch: preferred > 0 ? preferred : batching.kichThuocBatch,
+      timeoutBatch: batching.timeoutBatch,
+      soWorker: configuration.processes,
+      toiDaCho: batching.toiDaCho
+    )
+    let signature = declaration.map(Self.signature) ?? ServedModel.Signature(input: .bytes, output: .bytes)
+    return .buffers(
+      name: name,
+      batcher: batcher,
+      signature: signature,
+      decode: { bytes in
+        if signature.input == .text, bytes.validatedUTF8Text == nil {
+          throw ServedModel.InputError("model \(name) takes UTF-8 text")
+        }
+        return bytes
+      },
+      isReady: { pool.isReady }
+    )
+  }
+
+  static func signature(_ declaration: WorkerMessage.Declaration) -> ServedModel.Signature {
+    let output: ServedModel.Signature.Kind =
+      switch declaration.output {
+      case .bytes: .bytes
+      case .text: .text
+      case .vector: .vector(dimensions: Int(declaration.dimensions))
+      }
+    return ServedModel.Signature(input: declaration.input == .text ? .text : .bytes, output: output)
+  }
+
+  // MARK: Handshakes
+
+  /// Admits a worker's handshake (§11.1): its token names the process, and the process's
+  /// model must be among its declarations, with the signature the model was started with.
+  private func admit(_ hello: WorkerMessage.Hello, channel: any Channel) -> Result<WorkerLink, WireError> {
+    func refuse(_ code: StatusCode, _ message: String) -> Result<WorkerLink, WireError> {
+      logger.warning("worker refused", metadata: ["worker": "\(hello.workerName)", "reason": "\(message)"])
+      return .failure(WireError(code: code, message: message, closesConnection: true))
+    }
+    guard hello.versions.contains(1) else {
+      return refuse(.unsupportedVersion, "this server speaks worker protocol version 1")
+    }
+    guard let process = state.withLock({ $0.processes[hello.authToken] }) else {
+      return refuse(.unauthenticated, "unknown worker token")
+    }
+    guard let declaration = hello.declarations.first(where: { $0.name == process.model }) else {
+      return refuse(
+        .invalidArgument,
+        "this worker was started for model \(process.model), which it does not declare"
+      )
+    }
+    guard declaration.kind == .model else {
+      return refuse(
+        .invalidArgument,
+        "\(process.model) is declared a generator; this server serves model workers only"
+      )
+    }
+    guard declaration.output != .vector || (1...65_536).contains(declaration.dimensions) else {
+      return refuse(.invalidArgument, "a vector of \(declaration.dimensions) dimensions")
+    }
+    let link = WorkerLink(workerName: hello.workerName, declarations: hello.declarations, channel: channel)
+    let admitted = state.withLock { state -> String? in
+      if let kept = state.declarations[process.model], Self.signature(kept) != Self.signature(declaration) {
+        return
+          "model \(process.model) was started as \(Self.signature(kept)); this worker declares \(Self.signature(declaration))"
+      }
+      state.declarations[process.model] = state.declarations[process.model] ?? declaration
+      state.processOfLink[ObjectIdentifier(link)] = process
+      return nil
+    }
+    if let mismatch = admitted { return refuse(.invalidArgument, mismatch) }
+    let pool = state.withLock { $0.pools[process.model]! }
+    pool.add(link)
+    logger.info(
+      "worker ready",
+      metadata: [
+        "model": "\(process.model)", "worker": "\(hello.workerName)", "workers": "\(pool.workerCount)",
+      ]
+    )
+    return .success(link)
+  }
+
+  private func closed(_ link: WorkerLink, hung: Bool) {
+    let (process, pool) = state.withLock { state -> (WorkerProcess?, WorkerPool?) in
+      let process = state.processOfLink.removeValue(forKey: ObjectIdentifier(link))
+      return (process, process.flatMap { state.pools[$0.model] })
+    }
+    pool?.remove(link)
+    if hung { process?.kill() }
+  }
+
+  private static func makeToken() -> String {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<4).map { _ in String(generator.next() as UInt32, radix: 16) }.joined(separator: "-")
+  }
+
+  // MARK: Service
+
+  /// Waits for the graceful shutdown (the server in the same group drains first), then stops
+  /// the workers: `SIGTERM`, and `SIGKILL` after the grace period.
+  public func run() async throws {
+    // Returns at the graceful shutdown, or throws when the group is cancelled: stop either way.
+    try? await gracefulShutdown()
+    await stop()
+  }
+
+  /// Stops every worker process and closes the listener.
+  public func stop() async {
+    let (processes, tasks, listener) = state.withLock { state in
+      (Array(state.processes.values), state.supervision, state.listener)
+    }
+    await withTaskGroup(of: Void.self) { group in
+      for process in processes {
+        group.addTask { await process.stop(grace: self.configuration.stopGrace) }
+      }
+    }
+    for task in tasks { task.cancel() }
+    try? await listener?.close()
+  }
+}

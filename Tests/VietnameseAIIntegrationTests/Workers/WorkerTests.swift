@@ -1,0 +1,213 @@
+import Foundation
+import Logging
+import TestSupport
+import Testing
+import VietnameseAI
+import VietnameseAIClient
+import VietnameseAIServer
+
+/// Models in Python worker processes behind the server: spawned, served, killed, restarted,
+/// stopped. Each test starts real processes with `python3`.
+extension UnderLoad {
+  @Suite("Worker processes")
+  struct WorkerTests {
+    /// The repository's `tools/python`, where the worker library lives.
+    static let library = URL(fileURLWithPath: #filePath)
+      .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().appendingPathComponent("tools/python").path
+
+    /// A worker script in a temporary file: `body` after the library's import.
+    static func script(_ body: String) throws -> String {
+      let path = FileManager.default.temporaryDirectory
+        .appendingPathComponent("worker-\(UInt64.random(in: 0...UInt64.max)).py").path
+      let text = """
+        import os, socket, struct, sys, time
+        sys.path.insert(0, \(String(reflecting: library)))
+        from vietnamese_ai_worker import MoHinh, chay
+        NAME = os.environ["VAI_WORKER_MODEL"]
+        \(body)
+        """
+      try text.write(toFile: path, atomically: true, encoding: .utf8)
+      return path
+    }
+
+    static let echo =
+      "chay(MoHinh(ten=NAME, ham_du_doan=lambda batch: batch, dau_vao='bytes', ket_qua='bytes'))"
+
+    /// Batches say they started by creating `gate.entered`, then wait for `gate` to appear, so
+    /// that a test can hold one in the worker.
+    static func gated(_ gate: String) -> String {
+      """
+      def run(batch):
+          open(\(String(reflecting: gate + ".entered")), "w").close()
+          while not os.path.exists(\(String(reflecting: gate))):
+              time.sleep(0.01)
+          return [x.upper() for x in batch]
+      chay(MoHinh(ten=NAME, ham_du_doan=run))
+      """
+    }
+
+    static func configuration(
+      _ commands: [(String, String)],
+      _ adjust: (inout WorkerSupervisor.Configuration) -> Void = { _ in }
+    )
+      -> WorkerSupervisor.Configuration
+    {
+      var configuration = WorkerSupervisor.Configuration(
+        commands: commands.map { .init(name: $0.0, command: $0.1) }
+      )
+      configuration.batching.timeoutBatch = .milliseconds(2)
+      configuration.startTimeout = .seconds(60)
+      adjust(&configuration)
+      return configuration
+    }
+
+    static func with(
+      _ configuration: WorkerSupervisor.Configuration,
+      _ body: (TestServer, WorkerSupervisor) async throws -> Void
+    ) async throws {
+      let supervisor = WorkerSupervisor(configuration: configuration, logger: TestServer.quietLogger)
+      let models = try await supervisor.start()
+      do {
+        try await TestServer.with(configuration: TestServer.httpConfiguration(), models: models) { server in
+          try await body(server, supervisor)
+        }
+      } catch {
+        await supervisor.stop()
+        throw error
+      }
+      await supervisor.stop()
+    }
+
+    static func pids(_ name: String) -> [Int32] {
+      let output = Pipe()
+      let process = Process()
+      process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+      process.arguments = ["pgrep", "-f", name]
+      process.standardOutput = output
+      try? process.run()
+      process.waitUntilExit()
+      let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      return text.split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    @Test("a Python worker serves predicts, batch predicts and HTTP infers; stopping leaves no process")
+    func serves() async throws {
+      let path = try Self.script(Self.echo)
+      try await Self.with(Self.configuration([("py-echo", "python3 \(path)")]) { $0.processes = 2 }) {
+        server,
+        _ in
+        #expect(Self.pids(path).count == 2)
+        let client = try await server.connect()
+        #expect(try await client.predict(model: "py-echo", input: "xin chào") == "xin chào")
+        let many = try await withThrowingTaskGroup(of: String.self) { group in
+          for index in 0..<50 {
+            group.addTask { try await client.predict(model: "py-echo", input: "\(index)") }
+          }
+          return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(Set(many) == Set((0..<50).map { "\($0)" }))
+        #expect(try await client.predictBatch(model: "py-echo", inputs: ["một", "hai"]) == ["một", "hai"])
+        #expect(try await server.http("GET", "/v2/models/py-echo/ready").status == 200)
+        await client.close()
+      }
+      try await eventually("the worker processes are gone") { Self.pids(path).isEmpty }
+    }
+
+    @Test(
+      "a worker killed mid-batch: its requests are UNAVAILABLE at once, it is restarted, later requests served"
+    )
+    func killedMidBatch() async throws {
+      let gate = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "gate-\(UInt64.random(in: 0...UInt64.max))"
+      ).path
+      let path = try Self.script(Self.gated(gate))
+      try await Self.with(Self.configuration([("held", "python3 \(path)")])) { server, _ in
+        let client = try await server.connect()
+        let held = Task { try await client.predict(model: "held", input: "x") }
+        try await eventually("the batch is in the worker") {
+          FileManager.default.fileExists(atPath: gate + ".entered")
+        }
+        for pid in Self.pids(path) { kill(pid, SIGKILL) }
+        await expectRPCError(.unavailable) { try await held.value }
+        #expect(FileManager.default.createFile(atPath: gate, contents: Data()))
+        try await eventually("a new worker serves") {
+          (try? await client.predict(model: "held", input: "lại")) == "LẠI"
+        }
+        await client.close()
+      }
+    }
+
+    @Test("a worker that dies at start-up leaves its model not ready, and is restarted with growing delays")
+    func crashAtStart() async throws {
+      let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "starts-\(UInt64.random(in: 0...UInt64.max))"
+      ).path
+      let command = "echo started >> \(marker); exit 3"
+      try await Self.with(Self.configuration([("broken", command)]) { $0.startTimeout = .milliseconds(500) })
+      { server, _ in
+        #expect(try await server.http("GET", "/v2/models/broken/ready").status == 503)
+        #expect(try await server.http("GET", "/v2/health/ready").status == 503)
+        #expect(server.server.statisticsJSON().contains(#""models_not_ready":["broken"]"#))
+        let client = try await server.connect()
+        await expectRPCError(.unavailable) { try await client.predict(model: "broken", input: "x") }
+        try await Task.sleep(for: .seconds(2))
+        let starts = (try? String(contentsOfFile: marker, encoding: .utf8))?.split(separator: "\n").count ?? 0
+        // 0.1 + 0.2 + 0.4 + 0.8 s of delays fit in 2.5 s: about five starts, not hundreds.
+        #expect((2...7).contains(starts), "\(starts) starts")
+        await client.close()
+      }
+    }
+
+    @Test("a worker that writes garbage is cut off and its model stays not ready")
+    func garbage() async throws {
+      let path = try Self.script(
+        """
+        host, port = os.environ["VAI_WORKER_ADDRESS"].rsplit(":", 1)
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"\\x00\\x00\\x00\\x01\\x01\\x42\\x00\\x00\\x00\\x00\\x00x")
+        print("sent garbage", file=sys.stderr)
+        time.sleep(30)
+        """
+      )
+      try await Self.with(
+        Self.configuration([("garbled", "python3 \(path)")]) { $0.startTimeout = .milliseconds(500) }
+      ) { server, _ in
+        #expect(try await server.http("GET", "/v2/models/garbled/ready").status == 503)
+        let client = try await server.connect()
+        await expectRPCError(.unavailable) { try await client.predict(model: "garbled", input: "x") }
+        await client.close()
+      }
+    }
+
+    @Test("a worker that stops answering the heartbeat is killed and replaced")
+    func hung() async throws {
+      let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "hung-\(UInt64.random(in: 0...UInt64.max))"
+      ).path
+      // The first process completes the handshake, then never reads again; later ones serve.
+      let path = try Self.script(
+        """
+        if not os.path.exists(\(String(reflecting: marker))):
+            open(\(String(reflecting: marker)), "w").close()
+            from vietnamese_ai_worker.worker import Worker
+            w = Worker([MoHinh(ten=NAME, ham_du_doan=lambda b: b, dau_vao="bytes", ket_qua="bytes")])
+            w.connect(os.environ["VAI_WORKER_ADDRESS"], os.environ["VAI_WORKER_TOKEN"])
+            time.sleep(600)
+        \(Self.echo)
+        """
+      )
+      let configuration = Self.configuration([("sleepy", "python3 \(path)")]) {
+        $0.heartbeatInterval = .milliseconds(50)
+        $0.heartbeatTimeout = .milliseconds(300)
+      }
+      try await Self.with(configuration) { server, _ in
+        let client = try await server.connect()
+        try await eventually("the hung worker was replaced") {
+          (try? await client.predict(model: "sleepy", input: "thức")) == "thức"
+        }
+        await client.close()
+      }
+    }
+  }
+}
