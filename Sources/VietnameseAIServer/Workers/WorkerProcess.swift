@@ -2,10 +2,11 @@ import Foundation
 import Logging
 @_spi(Locking) import VietnameseAIConcurrency
 
-/// One spawned worker process (`Protocol/PROTOCOL.md` §11.5): started as `/bin/sh -c "exec
-/// COMMAND"`, so that signals reach the command itself; restarted when it exits while the
-/// server runs, after a delay that doubles from 0.1 s to 10 s and starts again once a process
-/// has lived a minute; its standard output and error go to the log, line by line.
+/// One spawned worker process (`Protocol/PROTOCOL.md` §11.5): `/bin/sh -c COMMAND`, in a
+/// process group of its own (Foundation's `Process` makes one), which every signal goes to,
+/// so that the command and anything it started stop together; restarted when it exits while
+/// the server runs, after a delay that doubles from 0.1 s to 10 s and starts again once a
+/// process has lived a minute; its standard output and error go to the log, line by line.
 final class WorkerProcess: Sendable {
   let model: String
   let command: String
@@ -55,7 +56,7 @@ final class WorkerProcess: Sendable {
   private func runOnce() async -> String {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/sh")
-    process.arguments = ["-c", "exec " + command]
+    process.arguments = ["-c", command]
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let output = Pipe()
     process.standardOutput = output
@@ -105,18 +106,19 @@ final class WorkerProcess: Sendable {
   /// Kills the running process at once (a hung worker); ``supervise()`` starts another.
   func kill() {
     guard let process = state.withLock({ $0.process }), process.isRunning else { return }
-    Foundation.kill(process.processIdentifier, SIGKILL)
+    Foundation.kill(-process.processIdentifier, SIGKILL)
   }
 
-  /// Stops supervising: `SIGTERM`, then `SIGKILL` if the process has not exited within
-  /// `grace`. Returns once it has exited.
+  /// Stops supervising: `SIGTERM` to the process group, then `SIGKILL` to whatever is left of
+  /// it once the process has exited or `grace` has passed. Returns once it has exited.
   func stop(grace: Duration) async {
     let process = state.withLock { state in
       state.stopping = true
       return state.process
     }
     guard let process, process.isRunning else { return }
-    process.terminate()
+    let group = -process.processIdentifier
+    Foundation.kill(group, SIGTERM)
     let exited = Task {
       await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
         let running = state.withLock { state in
@@ -127,15 +129,15 @@ final class WorkerProcess: Sendable {
         if !running { continuation.resume() }
       }
     }
-    let killer = Task {
+    let timer = Task {
       try await Task.sleep(for: grace)
-      if process.isRunning {
-        logger.warning("worker ignored SIGTERM; killing it", metadata: ["model": "\(model)"])
-        Foundation.kill(process.processIdentifier, SIGKILL)
-      }
+      logger.warning("worker ignored SIGTERM; killing it", metadata: ["model": "\(model)"])
+      Foundation.kill(group, SIGKILL)
     }
     await exited.value
-    killer.cancel()
+    timer.cancel()
+    // What the command started and left behind goes too.
+    Foundation.kill(group, SIGKILL)
   }
 }
 

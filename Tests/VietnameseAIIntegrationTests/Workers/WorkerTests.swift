@@ -79,11 +79,12 @@ extension UnderLoad {
       await supervisor.stop()
     }
 
-    static func pids(_ name: String) -> [Int32] {
+    /// The Python processes running `script` (not the shells that started them).
+    static func pids(_ script: String) -> [Int32] {
       let output = Pipe()
       let process = Process()
       process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-      process.arguments = ["pgrep", "-f", name]
+      process.arguments = ["pgrep", "-f", "^[^ ]*python3 \(script)"]
       process.standardOutput = output
       try? process.run()
       process.waitUntilExit()
@@ -128,7 +129,9 @@ extension UnderLoad {
         try await eventually("the batch is in the worker") {
           FileManager.default.fileExists(atPath: gate + ".entered")
         }
-        for pid in Self.pids(path) { kill(pid, SIGKILL) }
+        let running = Self.pids(path)
+        try #require(running.count == 1, "the worker process, found by its command line")
+        kill(running[0], SIGKILL)
         await expectRPCError(.unavailable) { try await held.value }
         #expect(FileManager.default.createFile(atPath: gate, contents: Data()))
         try await eventually("a new worker serves") {
