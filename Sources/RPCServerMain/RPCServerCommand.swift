@@ -70,7 +70,7 @@ struct RPCServerCommand: AsyncParsableCommand {
   @Option(
     name: .customLong("worker"),
     help: ArgumentHelp(
-      "NAME=COMMAND: serve model NAME from COMMAND, a worker process (repeatable).",
+      "NAME=COMMAND: serve model or generator NAME from COMMAND, a worker process (repeatable).",
       discussion:
         "COMMAND runs under /bin/sh with VAI_WORKER_ADDRESS, VAI_WORKER_TOKEN and VAI_WORKER_MODEL set, and speaks the worker protocol (Protocol/PROTOCOL.md §11), as tools/python/vietnamese_ai_worker does."
     )
@@ -207,7 +207,7 @@ struct RPCServerCommand: AsyncParsableCommand {
       ),
       BuiltinModels.embedding(batching: batching),
     ]
-    let generators = [BuiltinModels.essay, BuiltinModels.syllables]
+    var generators = [BuiltinModels.essay, BuiltinModels.syllables]
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
     if !workerCommands.isEmpty {
       let supervisor = try makeSupervisor(
@@ -215,7 +215,9 @@ struct RPCServerCommand: AsyncParsableCommand {
         taken: Set(models.map(\.name) + generators.map(\.name)),
         logger: logger
       )
-      models += try await supervisor.start()
+      let served = try await supervisor.start()
+      models += served.models
+      generators += served.generators
       // First in the group, so that it stops last: the server drains before its workers go.
       services.append(.init(service: supervisor))
     }

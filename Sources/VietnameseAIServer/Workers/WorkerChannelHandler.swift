@@ -117,7 +117,7 @@ final class WorkerChannelHandler: ChannelInboundHandler, RemovableChannelHandler
       if !link.finish(frame.requestID, .success(outputs)) { unknownWork(frame, context: context) }
     case .error(let info) where frame.requestID != 0:
       let error = ServingError(ServingError.Code(info.code), info.message)
-      if !link.finish(frame.requestID, .failure(error)) { unknownWork(frame, context: context) }
+      if !link.fail(frame.requestID, error) { unknownWork(frame, context: context) }
     case .error(let info):
       logger.warning(
         "worker closed its connection",
@@ -130,8 +130,16 @@ final class WorkerChannelHandler: ChannelInboundHandler, RemovableChannelHandler
       send(WorkerFrame(requestID: 0, message: .pong(value)), context: context)
     case .hello:
       refuse(context: context, .protocolError, "WORKER_HELLO after the handshake")
-    case .tokens, .generateDone:
-      unknownWork(frame, context: context)
+    case .tokens(let texts):
+      if !link.tokens(frame.requestID, texts) {
+        refuse(
+          context: context,
+          .protocolError,
+          "TOKENS for work \(frame.requestID) beyond its credit, or not in flight"
+        )
+      }
+    case .generateDone:
+      if !link.end(frame.requestID, .success(())) { unknownWork(frame, context: context) }
     case .welcome, .runBatch, .generate, .cancelWork, .credit, .shutdown:
       // The codec refuses these from a worker before they get here.
       refuse(context: context, .protocolError, "\(frame.message.type.name) from a worker")

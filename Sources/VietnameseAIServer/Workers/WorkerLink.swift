@@ -16,8 +16,22 @@ final class WorkerLink: Sendable {
 
   private struct State {
     var nextID: UInt32 = 1
-    var inFlight: [UInt32: EventLoopPromise<[ByteBuffer]>] = [:]
+    var inFlight: [UInt32: Work] = [:]
     var closed = false
+
+    mutating func allocate(_ work: Work) -> UInt32? {
+      guard !closed else { return nil }
+      let id = nextID
+      nextID = nextID == .max ? 1 : nextID + 1
+      inFlight[id] = work
+      return id
+    }
+  }
+
+  private enum Work {
+    case batch(EventLoopPromise<[ByteBuffer]>)
+    /// A generation, and what to do once its terminal frame has come.
+    case stream(WorkerStream, onEnd: @Sendable () -> Void)
   }
 
   init(workerName: String, declarations: [WorkerMessage.Declaration], channel: any Channel) {
@@ -34,13 +48,7 @@ final class WorkerLink: Sendable {
     -> [ByteBuffer]
   {
     let promise = channel.eventLoop.makePromise(of: [ByteBuffer].self)
-    let id = state.withLock { state -> UInt32? in
-      guard !state.closed else { return nil }
-      let id = state.nextID
-      state.nextID = state.nextID == .max ? 1 : state.nextID + 1
-      state.inFlight[id] = promise
-      return id
-    }
+    let id = state.withLock { $0.allocate(.batch(promise)) }
     guard let id else {
       promise.fail(ServingError(.unavailable, "the worker \(workerName) is gone"))
       throw ServingError(.unavailable, "the worker \(workerName) of model \(model) is gone")
@@ -73,12 +81,74 @@ final class WorkerLink: Sendable {
     }
   }
 
-  /// A terminal frame for `id` from the worker; `false` if no work of that id is in flight.
+  /// Starts a generation of `generator` on the worker; `onEnd` runs once its terminal frame
+  /// (or the connection's end) has come.
+  func generate(generator: String, prompt: String, onEnd: @escaping @Sendable () -> Void) -> WorkerStream {
+    let box = Locked<UInt32?>(nil)
+    let stream = WorkerStream { [self] message in
+      guard let id = box.withLock({ $0 }) else { return }
+      write(WorkerFrame(requestID: id, message: message))
+    }
+    guard let id = state.withLock({ $0.allocate(.stream(stream, onEnd: onEnd)) }) else {
+      stream.finish(.failure(ServingError(.unavailable, "the worker \(workerName) is gone")))
+      onEnd()
+      return stream
+    }
+    box.withLock { $0 = id }
+    let generate = WorkerMessage.Generate(generator: generator, prompt: prompt, window: WorkerStream.window)
+    if !write(WorkerFrame(requestID: id, message: .generate(generate))) {
+      end(id, .failure(ServingError(.invalidArgument, "the prompt does not fit a frame")))
+    }
+    return stream
+  }
+
+  @discardableResult
+  private func write(_ frame: WorkerFrame) -> Bool {
+    var buffer = channel.allocator.buffer(capacity: 64)
+    do {
+      try WorkerFrameCodec.encode(frame, into: &buffer)
+    } catch {
+      return false
+    }
+    channel.writeAndFlush(buffer, promise: nil)
+    return true
+  }
+
+  /// A batch's terminal frame; `false` if no batch of that id is in flight.
   @discardableResult
   func finish(_ id: UInt32, _ result: Result<[ByteBuffer], ServingError>) -> Bool {
-    guard let promise = state.withLock({ $0.inFlight.removeValue(forKey: id) }) else { return false }
+    let work = state.withLock { state -> Work? in
+      guard case .batch = state.inFlight[id] else { return nil }
+      return state.inFlight.removeValue(forKey: id)
+    }
+    guard case .batch(let promise)? = work else { return false }
     promise.completeWith(result.mapError { $0 as any Error })
     return true
+  }
+
+  /// Tokens of a generation; `false` if no generation of that id is in flight, or the worker
+  /// sent beyond its credit.
+  func tokens(_ id: UInt32, _ texts: [String]) -> Bool {
+    guard case .stream(let stream, _)? = state.withLock({ $0.inFlight[id] }) else { return false }
+    return stream.deliver(texts)
+  }
+
+  /// A generation's terminal frame; `false` if no generation of that id is in flight.
+  @discardableResult
+  func end(_ id: UInt32, _ result: Result<Void, ServingError>) -> Bool {
+    let work = state.withLock { state -> Work? in
+      guard case .stream = state.inFlight[id] else { return nil }
+      return state.inFlight.removeValue(forKey: id)
+    }
+    guard case .stream(let stream, let onEnd)? = work else { return false }
+    stream.finish(result)
+    onEnd()
+    return true
+  }
+
+  /// The terminal `ERROR` of any work.
+  func fail(_ id: UInt32, _ error: ServingError) -> Bool {
+    finish(id, .failure(error)) || end(id, .failure(error))
   }
 
   /// Whether work is in flight.
@@ -87,12 +157,20 @@ final class WorkerLink: Sendable {
   /// The connection ended: everything in flight is answered `UNAVAILABLE`, nothing more is
   /// sent.
   func closed(reason: String) {
-    let promises = state.withLock { state in
+    let work = state.withLock { state in
       state.closed = true
       defer { state.inFlight = [:] }
       return Array(state.inFlight.values)
     }
     let error = ServingError(.unavailable, "the worker \(workerName) was lost: \(reason)")
-    for promise in promises { promise.fail(error) }
+    for item in work {
+      switch item {
+      case .batch(let promise):
+        promise.fail(error)
+      case .stream(let stream, let onEnd):
+        stream.finish(.failure(error))
+        onEnd()
+      }
+    }
   }
 }

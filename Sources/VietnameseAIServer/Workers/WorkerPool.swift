@@ -1,14 +1,18 @@
 import NIOCore
 @_spi(Locking) import VietnameseAIConcurrency
+import VietnameseAIWire
 
-/// The workers that serve one model: each batch goes to an idle one, so that several
-/// workers run batches side by side (`Protocol/PROTOCOL.md` §11.2).
+/// The workers that serve one model or generator: each batch or generation goes to a worker
+/// with room for it (a model's worker takes one batch at a time, a generator's worker its
+/// declared number of streams), so that several workers run side by side
+/// (`Protocol/PROTOCOL.md` §11.2).
 final class WorkerPool: Sendable {
   let name: String
   private let state = Locked(State())
 
   private struct State {
     var links: [ObjectIdentifier: WorkerLink] = [:]
+    /// Each link once per piece of work it has room for.
     var idle: [WorkerLink] = []
     var waiters: [CheckedContinuation<WorkerLink?, Never>] = []
   }
@@ -23,13 +27,10 @@ final class WorkerPool: Sendable {
   var workerCount: Int { state.withLock { $0.links.count } }
 
   func add(_ link: WorkerLink) {
-    let waiter = state.withLock { state -> CheckedContinuation<WorkerLink?, Never>? in
-      state.links[ObjectIdentifier(link)] = link
-      if !state.waiters.isEmpty { return state.waiters.removeFirst() }
-      state.idle.append(link)
-      return nil
-    }
-    waiter?.resume(returning: link)
+    let declared = link.declarations.first { $0.name == name }
+    let room = declared?.kind == .generator ? max(1, Int(declared?.concurrency ?? 1)) : 1
+    state.withLock { $0.links[ObjectIdentifier(link)] = link }
+    for _ in 0..<room { release(link) }
   }
 
   func remove(_ link: WorkerLink) {
@@ -52,6 +53,16 @@ final class WorkerPool: Sendable {
     }
     defer { release(link) }
     return try await link.runBatch(model: name, inputs: inputs, deadline: deadline)
+  }
+
+  /// Starts a generation of `prompt` on a worker with room for it.
+  ///
+  /// - Throws: ``ServingError`` `UNAVAILABLE` when no worker is connected.
+  func generate(_ prompt: String) async throws(ServingError) -> WorkerStream {
+    guard let link = await acquire() else {
+      throw ServingError(.unavailable, "generator \(name) has no worker ready")
+    }
+    return link.generate(generator: name, prompt: prompt) { [self] in release(link) }
   }
 
   private func acquire() async -> WorkerLink? {

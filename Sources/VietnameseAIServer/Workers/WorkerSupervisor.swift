@@ -6,14 +6,15 @@ public import ServiceLifecycle
 @_spi(Locking) import VietnameseAIConcurrency
 import VietnameseAIWire
 
-/// Models in other processes, in any language (`Protocol/PROTOCOL.md` §11): spawns the worker
-/// processes, listens for their connections, admits their handshakes, and serves each
-/// declared model as a ``ServedModel`` whose batches go to an idle worker.
+/// Models and generators in other processes, in any language (`Protocol/PROTOCOL.md` §11):
+/// spawns the worker processes, listens for their connections, admits their handshakes, and
+/// serves each declared model as a ``ServedModel`` whose batches go to an idle worker, and
+/// each generator as a ``ServedGenerator`` whose streams go to a worker with room.
 ///
 /// ```swift
 /// let workers = WorkerSupervisor(configuration: .init(commands: [.init(name: "minilm", command: "python3 tools/models/minilm.py")]), logger: logger)
-/// let models = try await workers.start()
-/// let server = RPCServer(configuration: configuration, models: builtins + models, generators: generators)
+/// let (models, generators) = try await workers.start()
+/// let server = RPCServer(configuration: configuration, models: models, generators: generators)
 /// try await ServiceGroup(services: [workers, server], ...).run()  // the server drains first
 /// ```
 public final class WorkerSupervisor: Service, Sendable {
@@ -79,9 +80,10 @@ public final class WorkerSupervisor: Service, Sendable {
   /// Opens the workers' listener, starts every worker process, and waits (up to
   /// ``Configuration/startTimeout``) for each model's first worker.
   ///
-  /// - Returns: One model per command, in their order; a model whose worker has not started
-  ///   is served as bytes in and out and is not ready until a worker connects.
-  public func start() async throws -> [ServedModel] {
+  /// - Returns: The models and generators the commands' workers declared, in the commands'
+  ///   order. A command whose worker has not started is served as a model of bytes in and
+  ///   out, not ready until a worker connects.
+  public func start() async throws -> (models: [ServedModel], generators: [ServedGenerator]) {
     let settings = WorkerChannelHandler.Settings(
       handshakeTimeout: configuration.handshakeTimeout,
       heartbeatInterval: configuration.heartbeatInterval,
@@ -138,7 +140,21 @@ public final class WorkerSupervisor: Service, Sendable {
     while ContinuousClock.now < deadline, !allStarted() {
       try await Task.sleep(for: .milliseconds(20))
     }
-    return configuration.commands.map { makeModel($0.name) }
+    var served: (models: [ServedModel], generators: [ServedGenerator]) = ([], [])
+    for command in configuration.commands {
+      let (pool, declaration) = state.withLock { ($0.pools[command.name]!, $0.declarations[command.name]) }
+      if declaration?.kind == .generator {
+        served.generators.append(
+          ServedGenerator(
+            name: command.name,
+            generator: TokenGenerator { prompt in WorkerTokens(pool: pool, prompt: prompt) }
+          )
+        )
+      } else {
+        served.models.append(makeModel(command.name))
+      }
+    }
+    return served
   }
 
   private func allStarted() -> Bool {
@@ -208,20 +224,16 @@ public final class WorkerSupervisor: Service, Sendable {
         "this worker was started for model \(process.model), which it does not declare"
       )
     }
-    guard declaration.kind == .model else {
-      return refuse(
-        .invalidArgument,
-        "\(process.model) is declared a generator; this server serves model workers only"
-      )
-    }
     guard declaration.output != .vector || (1...65_536).contains(declaration.dimensions) else {
       return refuse(.invalidArgument, "a vector of \(declaration.dimensions) dimensions")
     }
     let link = WorkerLink(workerName: hello.workerName, declarations: hello.declarations, channel: channel)
     let admitted = state.withLock { state -> String? in
-      if let kept = state.declarations[process.model], Self.signature(kept) != Self.signature(declaration) {
+      if let kept = state.declarations[process.model],
+        kept.kind != declaration.kind || Self.signature(kept) != Self.signature(declaration)
+      {
         return
-          "model \(process.model) was started as \(Self.signature(kept)); this worker declares \(Self.signature(declaration))"
+          "\(process.model) was started as a \(kept.kind) of \(Self.signature(kept)); this worker declares a \(declaration.kind) of \(Self.signature(declaration))"
       }
       state.declarations[process.model] = state.declarations[process.model] ?? declaration
       state.processOfLink[ObjectIdentifier(link)] = process

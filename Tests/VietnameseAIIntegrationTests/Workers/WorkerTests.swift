@@ -23,7 +23,7 @@ extension UnderLoad {
       let text = """
         import os, socket, struct, sys, time
         sys.path.insert(0, \(String(reflecting: library)))
-        from vietnamese_ai_worker import MoHinh, chay
+        from vietnamese_ai_worker import MaySinh, MoHinh, chay
         NAME = os.environ["VAI_WORKER_MODEL"]
         \(body)
         """
@@ -67,9 +67,13 @@ extension UnderLoad {
       _ body: (TestServer, WorkerSupervisor) async throws -> Void
     ) async throws {
       let supervisor = WorkerSupervisor(configuration: configuration, logger: TestServer.quietLogger)
-      let models = try await supervisor.start()
+      let served = try await supervisor.start()
       do {
-        try await TestServer.with(configuration: TestServer.httpConfiguration(), models: models) { server in
+        try await TestServer.with(
+          configuration: TestServer.httpConfiguration(),
+          models: served.models,
+          generators: [BuiltinModels.essay] + served.generators
+        ) { server in
           try await body(server, supervisor)
         }
       } catch {
@@ -208,6 +212,57 @@ extension UnderLoad {
         let client = try await server.connect()
         try await eventually("the hung worker was replaced") {
           (try? await client.predict(model: "sleepy", input: "thức")) == "thức"
+        }
+        await client.close()
+      }
+    }
+
+    @Test("a Python generator streams through both doors; max_tokens holds; a client that leaves stops it")
+    func generator() async throws {
+      let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "stopped-\(UInt64.random(in: 0...UInt64.max))"
+      ).path
+      let path = try Self.script(
+        """
+        def words(prompt):
+            if prompt == "endless":
+                try:
+                    n = 0
+                    while True:
+                        n += 1
+                        time.sleep(0.005)
+                        yield "%d " % n
+                finally:
+                    open(\(String(reflecting: marker)), "w").close()
+            for word in prompt.split():
+                yield word + " "
+        chay(MaySinh(ten=NAME, ham_sinh=words, dong_thoi=4))
+        """
+      )
+      try await Self.with(Self.configuration([("py-words", "python3 \(path)")])) { server, _ in
+        let client = try await server.connect()
+        var tokens: [String] = []
+        for try await token in client.stream(prompt: "một hai ba", model: "py-words") { tokens.append(token) }
+        #expect(tokens == ["một ", "hai ", "ba "])
+        let response = try await server.http(
+          "POST",
+          "/v1/chat/completions",
+          json: #"{"model":"py-words","messages":[{"role":"user","content":"a b c d e"}],"max_tokens":2}"#
+        )
+        let choice = (try response.json()["choices"] as? [[String: Any]])?.first
+        #expect((choice?["message"] as? [String: Any])?["content"] as? String == "a b ")
+        #expect(choice?["finish_reason"] as? String == "length")
+
+        var seen = 0
+        for try await _ in client.stream(prompt: "endless", model: "py-words") {
+          seen += 1
+          if seen == 5 { break }
+        }
+        try await eventually("the worker's generation stopped") {
+          FileManager.default.fileExists(atPath: marker)
+        }
+        try await eventually("the stream's slot is free") {
+          (try? server.statistics().stream["client_hien_tai"]) == 0
         }
         await client.close()
       }
