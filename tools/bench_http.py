@@ -247,14 +247,14 @@ def write_section(args, predicts, streams):
         "",
     ]
     text = open(args.output).read() if os.path.exists(args.output) else "# Benchmarks\n"
-    section = "\n".join(lines) + "\n"
+    section = "\n".join(lines).rstrip("\n") + "\n\n"
     if HEADING in text:
         start = text.index(HEADING)
         following = text.find("\n## ", start + len(HEADING))
         text = text[:start] + section + (text[following + 1:] if following >= 0 else "")
     elif bench.NOTES_HEADING in text:
         start = text.index(bench.NOTES_HEADING)
-        text = text[:start] + section + "\n" + text[start:]
+        text = text[:start] + section + text[start:]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     with open(args.output, "w") as output:

@@ -62,6 +62,12 @@ struct BenchCommand: AsyncParsableCommand {
   @Option(help: "Bytes of each input.")
   var payloadSize = 64
 
+  @Option(
+    help:
+      "Send this text as every input instead of --payload-size bytes of 'a' (a real sentence for a real model)."
+  )
+  var input: String?
+
   @Option(help: "Inputs per batch call (--mode batch).")
   var batchSize = 8
 
@@ -150,7 +156,7 @@ struct BenchCommand: AsyncParsableCommand {
       throw ConnectionOptions.exit(for: error)
     }
     let model = self.model ?? (mode == .stream ? "syllables" : "echo")
-    let payload = [UInt8](repeating: UInt8(ascii: "a"), count: payloadSize)
+    let payload = input.map { Array($0.utf8) } ?? [UInt8](repeating: UInt8(ascii: "a"), count: payloadSize)
     let prompt = String(repeating: "tok ", count: tokens)
     let batch = Array(repeating: payload, count: batchSize)
     let deadline = connection.deadline
@@ -284,7 +290,8 @@ struct BenchCommand: AsyncParsableCommand {
     if json {
       var document: [String: Any] = [
         "mode": mode.rawValue, "model": model, "connections": connections, "concurrency": concurrency,
-        "payload_size": payloadSize, "compress": connection.compress, "seconds": elapsed, "api": api.rawValue,
+        "payload_size": input?.utf8.count ?? payloadSize, "compress": connection.compress, "seconds": elapsed,
+        "api": api.rawValue,
         "issued": tally.issued, "ok": tally.ok, "errors": tally.errors,
         "unanswered": tally.issued - tally.ok - tally.errors.values.reduce(0, +),
         "calls_per_second": throughput,
@@ -301,7 +308,7 @@ struct BenchCommand: AsyncParsableCommand {
       return
     }
     Output.line(
-      "\(mode.rawValue) on \(model): \(connections) connection(s) x \(concurrency) in flight, \(payloadSize) B inputs\(connection.compress ? ", zlib offered" : "")"
+      "\(mode.rawValue) on \(model): \(connections) connection(s) x \(concurrency) in flight, \(input?.utf8.count ?? payloadSize) B inputs\(connection.compress ? ", zlib offered" : "")"
     )
     Output.line(
       String(
