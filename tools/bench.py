@@ -75,6 +75,24 @@ def stop(processes):
             process.kill()
 
 
+def replace_section(path, heading, section):
+    """Puts `section` (which starts with `heading`) in the file at `path`: in place of the
+    section of that heading, or else before the notes, or else at the end."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    if heading in text:
+        start = text.index(heading)
+        following = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + (text[following + 1:] if following >= 0 else "")
+    elif NOTES_HEADING in text:
+        start = text.index(NOTES_HEADING)
+        text = text[:start] + section + text[start:]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w") as output:
+        output.write(text)
+    print("wrote %s" % path, file=sys.stderr)
+
+
 def rss_kib(pid):
     with open("/proc/%d/status" % pid) as status:
         for line in status:

@@ -246,20 +246,8 @@ def write_section(args, predicts, streams):
             args.streams, STREAM_TOKENS, sse, binary, sse / binary),
         "",
     ]
-    text = open(args.output).read() if os.path.exists(args.output) else "# Benchmarks\n"
     section = "\n".join(lines).rstrip("\n") + "\n\n"
-    if HEADING in text:
-        start = text.index(HEADING)
-        following = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[following + 1:] if following >= 0 else "")
-    elif bench.NOTES_HEADING in text:
-        start = text.index(bench.NOTES_HEADING)
-        text = text[:start] + section + text[start:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(args.output, "w") as output:
-        output.write(text)
-    print("wrote %s" % args.output, file=sys.stderr)
+    bench.replace_section(args.output, HEADING, section)
 
 
 if __name__ == "__main__":
