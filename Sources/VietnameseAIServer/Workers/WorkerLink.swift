@@ -73,7 +73,13 @@ final class WorkerLink: Sendable {
     }
     if frame.readableBytes > 0 { channel.writeAndFlush(frame, promise: nil) }
     do {
-      return try await promise.futureResult.get()
+      // The batcher cancels a batch nobody waits for any more; the worker is told, and the
+      // batch stays in flight until the worker's answer, since the worker is busy until then.
+      return try await withTaskCancellationHandler {
+        try await promise.futureResult.get()
+      } onCancel: { [self] in
+        write(WorkerFrame(requestID: id, message: .cancelWork))
+      }
     } catch let error as ServingError {
       throw error
     } catch {

@@ -23,7 +23,7 @@ extension UnderLoad {
       let text = """
         import os, socket, struct, sys, time
         sys.path.insert(0, \(String(reflecting: library)))
-        from vietnamese_ai_worker import MaySinh, MoHinh, chay
+        from vietnamese_ai_worker import MaySinh, MoHinh, chay, da_huy
         NAME = os.environ["VAI_WORKER_MODEL"]
         \(body)
         """
@@ -263,6 +263,33 @@ extension UnderLoad {
         }
         try await eventually("the stream's slot is free") {
           (try? server.statistics().stream["client_hien_tai"]) == 0
+        }
+        await client.close()
+      }
+    }
+
+    @Test("a batch nobody waits for any more is cancelled in the worker, which can stop early")
+    func cancelledBatch() async throws {
+      let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
+        "cancelled-\(UInt64.random(in: 0...UInt64.max))"
+      ).path
+      let path = try Self.script(
+        """
+        def run(batch):
+            while not da_huy():
+                time.sleep(0.01)
+            open(\(String(reflecting: marker)), "w").close()
+            raise RuntimeError("stopped: nobody waits")
+        chay(MoHinh(ten=NAME, ham_du_doan=run))
+        """
+      )
+      try await Self.with(Self.configuration([("patient", "python3 \(path)")])) { server, _ in
+        let client = try await server.connect()
+        await expectRPCError(.deadlineExceeded) {
+          try await client.predict(model: "patient", input: "x", deadline: .milliseconds(300))
+        }
+        try await eventually("the worker saw the cancellation") {
+          FileManager.default.fileExists(atPath: marker)
         }
         await client.close()
       }

@@ -16,6 +16,16 @@ import traceback
 from . import protocol
 
 
+_current = threading.local()
+
+
+def da_huy():
+    """Whether the server has cancelled the batch this thread computes (nobody waits for its
+    results any more): a long batch function may check it between steps and stop early."""
+    state = getattr(_current, "state", None)
+    return bool(state and state["cancelled"])
+
+
 class InputError(Exception):
     """Raise it from a predict function for inputs the model cannot take: the client gets
     INVALID_ARGUMENT with the message instead of INTERNAL."""
@@ -212,18 +222,26 @@ class Worker:
                 return
             request_id, inputs = job
             with self.work_lock:
-                cancelled = self.work.get(request_id, {}).get("cancelled", False)
-            if cancelled:
+                state = self.work.get(request_id)
+            if state is None or state["cancelled"]:
                 self.finish(request_id, protocol.error(request_id, protocol.CANCELLED, "cancelled"))
                 continue
+            _current.state = state
             try:
-                self.finish(request_id, protocol.batch_done(request_id, model.run(inputs)))
+                outputs = model.run(inputs)
+                if state["cancelled"]:
+                    self.finish(request_id, protocol.error(request_id, protocol.CANCELLED, "cancelled"))
+                else:
+                    self.finish(request_id, protocol.batch_done(request_id, outputs))
             except InputError as problem:
                 self.finish(request_id, protocol.error(request_id, protocol.INVALID_ARGUMENT, str(problem)))
             except Exception as problem:  # the model's failure is the batch's, not the worker's
                 traceback.print_exc(file=sys.stderr)
-                self.finish(request_id, protocol.error(request_id, protocol.INTERNAL,
-                                                       "%s: %s" % (type(problem).__name__, problem)))
+                self.finish(request_id, protocol.error(
+                    request_id, protocol.CANCELLED if state["cancelled"] else protocol.INTERNAL,
+                    "%s: %s" % (type(problem).__name__, problem)))
+            finally:
+                _current.state = None
 
     def generate(self, generator, request_id, fields, state):
         sent, text, stops, limit = 0, "", fields["stop"], fields["max_tokens"]
