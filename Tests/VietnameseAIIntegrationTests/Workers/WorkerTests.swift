@@ -16,10 +16,16 @@ extension UnderLoad {
       .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
       .deletingLastPathComponent().appendingPathComponent("tools/python").path
 
+    /// A new path in the temporary directory.
+    static func temporaryPath(_ prefix: String) -> String {
+      FileManager.default.temporaryDirectory.appendingPathComponent(
+        "\(prefix)-\(UInt64.random(in: 0...UInt64.max))"
+      ).path
+    }
+
     /// A worker script in a temporary file: `body` after the library's import.
     static func script(_ body: String) throws -> String {
-      let path = FileManager.default.temporaryDirectory
-        .appendingPathComponent("worker-\(UInt64.random(in: 0...UInt64.max)).py").path
+      let path = Self.temporaryPath("worker") + ".py"
       let text = """
         import os, socket, struct, sys, time
         sys.path.insert(0, \(String(reflecting: library)))
@@ -123,9 +129,7 @@ extension UnderLoad {
       "a worker killed mid-batch: its requests are UNAVAILABLE at once, it is restarted, later requests served"
     )
     func killedMidBatch() async throws {
-      let gate = FileManager.default.temporaryDirectory.appendingPathComponent(
-        "gate-\(UInt64.random(in: 0...UInt64.max))"
-      ).path
+      let gate = Self.temporaryPath("gate")
       let path = try Self.script(Self.gated(gate))
       try await Self.with(Self.configuration([("held", "python3 \(path)")])) { server, _ in
         let client = try await server.connect()
@@ -147,9 +151,7 @@ extension UnderLoad {
 
     @Test("a worker that dies at start-up leaves its model not ready, and is restarted with growing delays")
     func crashAtStart() async throws {
-      let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
-        "starts-\(UInt64.random(in: 0...UInt64.max))"
-      ).path
+      let marker = Self.temporaryPath("starts")
       let command = "echo started >> \(marker); exit 3"
       try await Self.with(Self.configuration([("broken", command)]) { $0.startTimeout = .milliseconds(500) })
       { server, _ in
@@ -189,9 +191,7 @@ extension UnderLoad {
 
     @Test("a worker that stops answering the heartbeat is killed and replaced")
     func hung() async throws {
-      let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
-        "hung-\(UInt64.random(in: 0...UInt64.max))"
-      ).path
+      let marker = Self.temporaryPath("hung")
       // The first process completes the handshake, then never reads again; later ones serve.
       let path = try Self.script(
         """
@@ -219,9 +219,7 @@ extension UnderLoad {
 
     @Test("a Python generator streams through both doors; max_tokens holds; a client that leaves stops it")
     func generator() async throws {
-      let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
-        "stopped-\(UInt64.random(in: 0...UInt64.max))"
-      ).path
+      let marker = Self.temporaryPath("stopped")
       let path = try Self.script(
         """
         def words(prompt):
@@ -270,9 +268,7 @@ extension UnderLoad {
 
     @Test("a batch nobody waits for any more is cancelled in the worker, which can stop early")
     func cancelledBatch() async throws {
-      let marker = FileManager.default.temporaryDirectory.appendingPathComponent(
-        "cancelled-\(UInt64.random(in: 0...UInt64.max))"
-      ).path
+      let marker = Self.temporaryPath("cancelled")
       let path = try Self.script(
         """
         def run(batch):
