@@ -108,6 +108,16 @@ final class WorkerLink: Sendable {
     return stream
   }
 
+  /// Asks the worker to finish its work in flight and close (`SHUTDOWN`).
+  func shutDown(grace: Duration) {
+    write(
+      WorkerFrame(
+        requestID: 0,
+        message: .shutdown(graceMilliseconds: WireProtocol.milliseconds(roundingUp: grace))
+      )
+    )
+  }
+
   @discardableResult
   private func write(_ frame: WorkerFrame) -> Bool {
     var buffer = channel.allocator.buffer(capacity: 64)

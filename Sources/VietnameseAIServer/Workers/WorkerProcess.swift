@@ -103,6 +103,11 @@ final class WorkerProcess: Sendable {
     }
   }
 
+  /// Lets the process end without starting another: the first step of a shutdown.
+  func stopRestarting() {
+    state.withLock { $0.stopping = true }
+  }
+
   /// Kills the running process at once (a hung worker); ``supervise()`` starts another.
   func kill() {
     guard let process = state.withLock({ $0.process }), process.isRunning else { return }

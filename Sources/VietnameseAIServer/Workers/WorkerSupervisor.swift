@@ -60,7 +60,8 @@ public final class WorkerSupervisor: Service, Sendable {
   private struct State {
     var pools: [String: WorkerPool] = [:]
     var processes: [String: WorkerProcess] = [:]  // by token
-    var processOfLink: [ObjectIdentifier: WorkerProcess] = [:]
+    /// The connected workers and the process each one is.
+    var links: [ObjectIdentifier: (link: WorkerLink, process: WorkerProcess)] = [:]
     /// What each model's first worker declared: the signature the model keeps.
     var declarations: [String: WorkerMessage.Declaration] = [:]
     var supervision: [Task<Void, Never>] = []
@@ -236,7 +237,7 @@ public final class WorkerSupervisor: Service, Sendable {
           "\(process.model) was started as a \(kept.kind) of \(Self.signature(kept)); this worker declares a \(declaration.kind) of \(Self.signature(declaration))"
       }
       state.declarations[process.model] = state.declarations[process.model] ?? declaration
-      state.processOfLink[ObjectIdentifier(link)] = process
+      state.links[ObjectIdentifier(link)] = (link, process)
       return nil
     }
     if let mismatch = admitted { return refuse(.invalidArgument, mismatch) }
@@ -253,7 +254,7 @@ public final class WorkerSupervisor: Service, Sendable {
 
   private func closed(_ link: WorkerLink, hung: Bool) {
     let (process, pool) = state.withLock { state -> (WorkerProcess?, WorkerPool?) in
-      let process = state.processOfLink.removeValue(forKey: ObjectIdentifier(link))
+      let process = state.links.removeValue(forKey: ObjectIdentifier(link))?.process
       return (process, process.flatMap { state.pools[$0.model] })
     }
     pool?.remove(link)
@@ -268,7 +269,7 @@ public final class WorkerSupervisor: Service, Sendable {
   // MARK: Service
 
   /// Waits for the graceful shutdown (the server in the same group drains first), then stops
-  /// the workers: `SIGTERM`, and `SIGKILL` after the grace period.
+  /// the workers (see ``stop()``).
   public func run() async throws {
     // Returns at the graceful shutdown, or throws when the group is cancelled: stop either way.
     try? await gracefulShutdown()
@@ -276,9 +277,19 @@ public final class WorkerSupervisor: Service, Sendable {
   }
 
   /// Stops every worker process and closes the listener.
+  ///
+  /// Each connected worker is first sent `SHUTDOWN`, and given the grace period to finish its
+  /// work and close; what is still running then gets the signals.
   public func stop() async {
-    let (processes, tasks, listener) = state.withLock { state in
-      (Array(state.processes.values), state.supervision, state.listener)
+    let (processes, tasks, listener, links) = state.withLock { state in
+      (Array(state.processes.values), state.supervision, state.listener, state.links.values.map(\.link))
+    }
+    for process in processes { process.stopRestarting() }
+    let grace = configuration.stopGrace
+    for link in links { link.shutDown(grace: grace) }
+    let deadline = ContinuousClock.now + grace
+    while ContinuousClock.now < deadline, state.withLock({ !$0.links.isEmpty }) {
+      try? await Task.sleep(for: .milliseconds(10))
     }
     await withTaskGroup(of: Void.self) { group in
       for process in processes {

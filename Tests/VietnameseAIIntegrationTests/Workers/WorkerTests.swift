@@ -290,5 +290,24 @@ extension UnderLoad {
         await client.close()
       }
     }
+
+    @Test("stopping sends SHUTDOWN: a worker finishes its work and exits by itself, before any signal")
+    func shutdown() async throws {
+      let marker = Self.temporaryPath("exited")
+      let path = try Self.script(
+        """
+        import atexit
+        atexit.register(lambda: open(\(String(reflecting: marker)), "w").close())  # not run when a signal ends it
+        \(Self.echo)
+        """
+      )
+      try await Self.with(Self.configuration([("polite", "python3 \(path)")])) { server, _ in
+        let client = try await server.connect()
+        #expect(try await client.predict(model: "polite", input: "tạm biệt") == "tạm biệt")
+        await client.close()
+      }
+      #expect(FileManager.default.fileExists(atPath: marker))
+      #expect(Self.pids(path).isEmpty)
+    }
   }
 }
