@@ -35,6 +35,9 @@ final class WorkerProcess: Sendable {
 
   private var isStopping: Bool { state.withLock { $0.stopping } }
 
+  /// Whether a process of this command is running now.
+  var isRunning: Bool { state.withLock { $0.process != nil } }
+
   /// Keeps the process running until ``stop(grace:)``.
   func supervise() async {
     var delay = Self.firstDelay

@@ -288,7 +288,11 @@ public final class WorkerSupervisor: Service, Sendable {
     let grace = configuration.stopGrace
     for link in links { link.shutDown(grace: grace) }
     let deadline = ContinuousClock.now + grace
-    while ContinuousClock.now < deadline, state.withLock({ !$0.links.isEmpty }) {
+    // A worker that closed its connection may still be exiting (its own exit handlers run
+    // then): the signals wait for it too.
+    while ContinuousClock.now < deadline,
+      state.withLock({ !$0.links.isEmpty }) || processes.contains(where: \.isRunning)
+    {
       try? await Task.sleep(for: .milliseconds(10))
     }
     await withTaskGroup(of: Void.self) { group in

@@ -153,8 +153,12 @@ extension UnderLoad {
     func crashAtStart() async throws {
       let marker = Self.temporaryPath("starts")
       let command = "echo started >> \(marker); exit 3"
-      try await Self.with(Self.configuration([("broken", command)]) { $0.startTimeout = .milliseconds(500) })
-      { server, _ in
+      try await Self.with(
+        Self.configuration([("broken", command)]) {
+          $0.startTimeout = .milliseconds(500)
+          $0.stopGrace = .milliseconds(500)
+        }
+      ) { server, _ in
         #expect(try await server.http("GET", "/v2/models/broken/ready").status == 503)
         #expect(try await server.http("GET", "/v2/health/ready").status == 503)
         #expect(server.server.statisticsJSON().contains(#""models_not_ready":["broken"]"#))
@@ -180,7 +184,10 @@ extension UnderLoad {
         """
       )
       try await Self.with(
-        Self.configuration([("garbled", "python3 \(path)")]) { $0.startTimeout = .milliseconds(500) }
+        Self.configuration([("garbled", "python3 \(path)")]) {
+          $0.startTimeout = .milliseconds(500)
+          $0.stopGrace = .milliseconds(500)
+        }
       ) { server, _ in
         #expect(try await server.http("GET", "/v2/models/garbled/ready").status == 503)
         let client = try await server.connect()
