@@ -100,14 +100,17 @@ final class GenerationFeed: Sendable {
   /// The next batch of tokens (empty with `keepAlive` when a keep-alive is due), or `nil`
   /// once the stream has ended; ``end`` then says how.
   func next() async -> TokenPipe.Batch? {
-    guard state.withLock({ $0.pulled != nil }) else { return await pipe.next() }
+    // One lock: whether the stream is pulled, and when a paced one may take its next token.
+    let (pulled, nextToken) = state.withLock { state -> (Bool, ContinuousClock.Instant?) in
+      guard let pulled = state.pulled else { return (false, nil) }
+      return (true, pulled.lastToken.map { $0 + pulled.pace })
+    }
+    guard pulled else { return await pipe.next() }
     if Task.isCancelled {
       finishPulled(.failure(CancellationError()))
       return nil
     }
-    if let wait = state.withLock({ state in state.pulled?.lastToken.map { $0 + state.pulled!.pace } }),
-      wait > .now
-    {
+    if let wait = nextToken, wait > .now {
       do {
         try await Task.sleep(until: wait)
       } catch {

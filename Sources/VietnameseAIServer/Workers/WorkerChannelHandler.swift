@@ -26,7 +26,8 @@ final class WorkerChannelHandler: ChannelInboundHandler, RemovableChannelHandler
   private let onClose: @Sendable (WorkerLink, _ hung: Bool) -> Void
   private let logger: Logger
   private var codec: WorkerFrameCodec
-  private var pending: ByteBuffer?
+  /// Bytes read and not yet framed.
+  private var buffered = ByteBuffer()
   private var link: WorkerLink?
   private var timer: Scheduled<Void>?
   private var lastPong = NIODeadline.now()
@@ -56,20 +57,25 @@ final class WorkerChannelHandler: ChannelInboundHandler, RemovableChannelHandler
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
     var bytes = unwrapInboundIn(data)
-    if pending == nil {
-      pending = bytes
+    if buffered.readableBytes == 0 {
+      buffered = bytes
     } else {
-      pending!.writeBuffer(&bytes)
+      buffered.writeBuffer(&bytes)
     }
     do {
-      while var buffer = pending, let frame = try codec.decode(&buffer) {
-        pending = buffer
+      while let frame = try codec.decode(&buffered) {
         handle(frame, context: context)
         if !context.channel.isActive { return }
       }
-      if pending?.readableBytes == 0 { pending = nil }
+      // As FrameReader does: let go of a consumed read, and drop consumed bytes before a
+      // partial frame instead of letting them pile up.
+      if buffered.readableBytes == 0 {
+        buffered = ByteBuffer()
+      } else if buffered.readerIndex >= 64 * 1024 {
+        buffered.discardReadBytes()
+      }
     } catch {
-      pending = nil
+      buffered = ByteBuffer()
       logger.warning(
         "worker broke the protocol",
         metadata: ["worker": "\(link?.workerName ?? "?")", "error": "\(error.message)"]

@@ -90,17 +90,20 @@ final class WorkerLink: Sendable {
   /// Starts a generation of `generator` on the worker; `onEnd` runs once its terminal frame
   /// (or the connection's end) has come.
   func generate(generator: String, prompt: String, onEnd: @escaping @Sendable () -> Void) -> WorkerStream {
-    let box = Locked<UInt32?>(nil)
-    let stream = WorkerStream { [self] message in
-      guard let id = box.withLock({ $0 }) else { return }
-      write(WorkerFrame(requestID: id, message: message))
+    // The stream is made with its id, under the lock that allocates the id.
+    let started = state.withLock { state -> (UInt32, WorkerStream)? in
+      guard !state.closed else { return nil }
+      let id = state.nextID
+      let stream = WorkerStream { [self] message in write(WorkerFrame(requestID: id, message: message)) }
+      _ = state.allocate(.stream(stream, onEnd: onEnd))
+      return (id, stream)
     }
-    guard let id = state.withLock({ $0.allocate(.stream(stream, onEnd: onEnd)) }) else {
+    guard let (id, stream) = started else {
+      let stream = WorkerStream { _ in }
       stream.finish(.failure(ServingError(.unavailable, "the worker \(workerName) is gone")))
       onEnd()
       return stream
     }
-    box.withLock { $0 = id }
     let generate = WorkerMessage.Generate(generator: generator, prompt: prompt, window: WorkerStream.window)
     if !write(WorkerFrame(requestID: id, message: .generate(generate))) {
       end(id, .failure(ServingError(.invalidArgument, "the prompt does not fit a frame")))
