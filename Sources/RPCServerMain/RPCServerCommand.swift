@@ -80,6 +80,26 @@ struct RPCServerCommand: AsyncParsableCommand {
   @Option(help: "Seconds to wait for each --worker model's first process before serving without it.")
   var workerStartTimeout = 60.0
 
+  @Option(
+    help: ArgumentHelp(
+      "HOST:PORT where workers started elsewhere connect (attached workers); PORT 0 picks a free port.",
+      discussion:
+        "They present a token of --worker-tokens and may serve the --attach-model, --attach-generator and --worker names."
+    )
+  )
+  var workerListen: String?
+
+  @Option(
+    help: "A file of worker tokens, one per line ('#' starts a comment), that attached workers present."
+  )
+  var workerTokens: String?
+
+  @Option(help: "NAME: a model served by attached workers (repeatable).")
+  var attachModel: [String] = []
+
+  @Option(help: "NAME: a generator served by attached workers (repeatable).")
+  var attachGenerator: [String] = []
+
   @Option(help: "toiDaCho: requests that may wait per model; more are refused QUEUE_FULL.")
   var maxQueue = 1000
 
@@ -209,13 +229,15 @@ struct RPCServerCommand: AsyncParsableCommand {
     ]
     var generators = [BuiltinModels.essay, BuiltinModels.syllables]
     var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-    if !workerCommands.isEmpty {
+    var workersAddress: String?
+    if !workerCommands.isEmpty || workerListen != nil {
       let supervisor = try makeSupervisor(
         batching: batching,
         taken: Set(models.map(\.name) + generators.map(\.name)),
         logger: logger
       )
       let served = try await supervisor.start()
+      workersAddress = supervisor.attachAddress.map(Self.describe)
       models += served.models
       generators += served.generators
       // First in the group, so that it stops last: the server drains before its workers go.
@@ -236,12 +258,17 @@ struct RPCServerCommand: AsyncParsableCommand {
       )
     )
     let servesHTTP = configuration.http != nil
+    let workersListening = workersAddress
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await serviceGroup.run() }
       group.addTask {
         let address = try await server.listeningAddress()
         print("listening on \(address)")
         fflush(nil)
+        if let workersListening {
+          print("worker listening on \(workersListening)")
+          fflush(nil)
+        }
         if servesHTTP {
           let http = try await server.httpListeningAddress()
           print("http listening on \(http)")
@@ -269,10 +296,32 @@ struct RPCServerCommand: AsyncParsableCommand {
       }
       return .init(name: name, command: String(spec[spec.index(after: equals)...]))
     }
-    var configuration = WorkerSupervisor.Configuration(commands: commands)
-    configuration.processes = workers
-    configuration.batching = batching
-    configuration.startTimeout = try seconds(workerStartTimeout, "--worker-start-timeout")
+    var attached: [WorkerSupervisor.Configuration.Attached] = []
+    for (list, kind) in [(attachModel, .model), (attachGenerator, .generator)]
+      as [([String], WorkerSupervisor.Configuration.Attached.Kind)]
+    {
+      for name in list {
+        guard !name.isEmpty else { throw ValidationError("--attach-\(kind) takes a NAME") }
+        guard names.insert(name).inserted else {
+          throw ValidationError(
+            "--attach-\(kind) \(name): a model or generator of that name is served already"
+          )
+        }
+        attached.append(.init(name: name, kind: kind))
+      }
+    }
+    var configuration = WorkerSupervisor.Configuration(commands: commands, attached: attached)
+    if let workerListen {
+      let (host, port) = try Self.hostAndPort(workerListen, flag: "--worker-listen")
+      configuration.attachHost = host
+      configuration.attachPort = port
+      guard let workerTokens else {
+        throw ValidationError("--worker-listen needs --worker-tokens: attached workers must present a token")
+      }
+      configuration.attachTokens = try Self.readWorkerTokens(from: workerTokens)
+    } else if !attached.isEmpty {
+      throw ValidationError("--attach-model and --attach-generator need --worker-listen")
+    }
     return WorkerSupervisor(configuration: configuration, logger: logger)
   }
 
@@ -312,6 +361,44 @@ struct RPCServerCommand: AsyncParsableCommand {
     }
     try check { try configuration.validate() }
     return configuration
+  }
+
+  /// Splits `HOST:PORT` (`[V6]:PORT` for an IPv6 address).
+  static func hostAndPort(_ text: String, flag: String) throws -> (String, Int) {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+      (0...65_535).contains(port), colon != text.startIndex
+    else {
+      throw ValidationError("\(flag) takes HOST:PORT, not \"\(text)\"")
+    }
+    var host = String(text[..<colon])
+    if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    return (host, port)
+  }
+
+  static func describe(_ address: SocketAddress) -> String {
+    let host = address.ipAddress ?? "?"
+    return host.contains(":") ? "[\(host)]:\(address.port ?? 0)" : "\(host):\(address.port ?? 0)"
+  }
+
+  /// Reads one token per line. The tokens themselves never appear in a message.
+  static func readWorkerTokens(from path: String) throws -> Set<String> {
+    let text: String
+    do {
+      text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+      throw ValidationError("cannot read the worker token file \(path): \(error.localizedDescription)")
+    }
+    var tokens: Set<String> = []
+    for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+      let trimmed = line.trimmingCharacters(in: .whitespaces)
+      if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+      guard !trimmed.contains(where: { $0 == " " || $0 == "\t" }) else {
+        throw ValidationError("\(path):\(number + 1): expected one token")
+      }
+      tokens.insert(trimmed)
+    }
+    guard !tokens.isEmpty else { throw ValidationError("the worker token file \(path) holds no tokens") }
+    return tokens
   }
 
   /// Reads `TOKEN CLIENT_ID` lines. The tokens themselves never appear in a message.

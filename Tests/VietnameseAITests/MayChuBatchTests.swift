@@ -152,6 +152,24 @@ struct MayChuBatchTests {
     await server.dung()
   }
 
+  @Test("resizing soWorker runs queued batches at once when it grows, and bounds new ones when it shrinks")
+  func resize() async throws {
+    let h = try Harness(kichThuocBatch: 1, timeoutBatch: .zero, soWorker: 1, gated: true)
+    let (server, gate) = (h.server, h.gate)
+    let tasks = (0..<5).map { i in Task { try await server.duDoan(i) } }
+    try await eventually("one running, four queued") {
+      gate.entered == 1 && server.layThongKe().queueSize == 4
+    }
+    server.resize(soWorker: 3)
+    try await eventually("three running") { gate.entered == 3 }
+    #expect(server.layThongKe().queueSize == 2)
+    server.resize(soWorker: 0)  // at least one: a model without workers answers its own errors
+    gate.open()
+    for (i, task) in tasks.enumerated() { #expect(try await task.value == i * 2) }
+    #expect(server.layThongKe().workersBusy == 0)
+    await server.dung()
+  }
+
   @Test("beyond toiDaCho waiting requests duDoan fails at once with queueFull")
   func queueFull() async throws {
     let h = try Harness(kichThuocBatch: 1, timeoutBatch: .zero, toiDaCho: 2, gated: true)

@@ -163,7 +163,8 @@ extension MayChuBatch {
 
     let kichThuocBatch: Int
     let timeoutBatch: Int64
-    let soWorker: Int
+    /// Batches that may run at once; a model whose workers come and go changes it.
+    var soWorker: Int
     let toiDaCho: Int
 
     var lifecycle = Lifecycle.idle
@@ -287,6 +288,13 @@ extension MayChuBatch {
 
     /// Hands batches to free workers while a batch is due, and arms the timer for the next
     /// moment one will be.
+    /// Lets `soWorker` batches run at once from now on; batches already running beyond a
+    /// smaller number finish first.
+    mutating func resize(soWorker: Int, now: Int64) -> Actions {
+      self.soWorker = max(soWorker, 1)
+      return dispatch(now: now)
+    }
+
     mutating func dispatch(now: Int64) -> Actions {
       var actions = Actions()
       dispatch(now: now, into: &actions)

@@ -388,6 +388,13 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     }
   }
 
+  /// Lets `soWorker` batches run at once from now on (at least 1), for a model whose workers
+  /// come and go; ``soWorker`` keeps the number it was created with.
+  package func resize(soWorker: Int) {
+    let actions = state.withLock { $0.resize(soWorker: soWorker, now: clock.nowNanoseconds()) }
+    perform(actions)
+  }
+
   /// Hands a report of every batch run from now on to `observer`, on the thread that ran the
   /// batch, after its requests are answered. One observer at a time; a metrics exporter.
   package func observe(_ observer: @escaping @Sendable (BatchReport) -> Void) {

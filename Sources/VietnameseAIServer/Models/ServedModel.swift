@@ -18,7 +18,9 @@ public final class ServedModel: Sendable {
   public let name: String
   /// What the model takes and gives, for the front doors that describe it (the HTTP door's
   /// model metadata) or pick a representation (text or vector tensors).
-  public let signature: Signature
+  public var signature: Signature { describe() }
+  /// A model served by workers takes the signature its first worker declares.
+  private let describe: @Sendable () -> Signature
 
   /// An input that the model cannot take; answered with `INVALID_ARGUMENT`.
   public struct InputError: Error, CustomStringConvertible {
@@ -104,7 +106,7 @@ public final class ServedModel: Sendable {
     self.init(
       name: name,
       batcher: batcher,
-      signature: signature,
+      signature: { signature },
       decode: decode,
       encodeAll: encodeAll,
       answers: { Self.answers($0, encodeAll) },
@@ -117,7 +119,7 @@ public final class ServedModel: Sendable {
   private init<DauVao, KetQua>(
     name: String,
     batcher: MayChuBatch<DauVao, KetQua>,
-    signature: Signature,
+    signature: @escaping @Sendable () -> Signature,
     decode: @escaping @Sendable (ByteBuffer) throws -> DauVao,
     encodeAll: @escaping @Sendable ([KetQua]) -> [ByteBuffer],
     answers: @escaping @Sendable ([BatchSink<KetQua>.Outcome]) -> [Answer],
@@ -125,7 +127,7 @@ public final class ServedModel: Sendable {
   ) {
     self.name = name
     self.isReady = isReady
-    self.signature = signature
+    self.describe = signature
     self.queueCapacity = batcher.toiDaCho
     self.submitBatch = { items, deadline, completion in
       let inputs = try items.map(decode)
@@ -188,7 +190,7 @@ public final class ServedModel: Sendable {
   /// The cheapest way to serve bytes. An input kept after its batch keeps the connection's
   /// receive buffer alive with it; copy the bytes out (`getBytes`) to keep them longer.
   public static func buffers(name: String, batcher: MayChuBatch<ByteBuffer, ByteBuffer>) -> ServedModel {
-    buffers(name: name, batcher: batcher, signature: Signature(input: .bytes, output: .bytes))
+    buffers(name: name, batcher: batcher, signature: { Signature(input: .bytes, output: .bytes) })
   }
 
   /// ``buffers(name:batcher:)`` with another signature and a readiness test, for models that
@@ -196,7 +198,7 @@ public final class ServedModel: Sendable {
   static func buffers(
     name: String,
     batcher: MayChuBatch<ByteBuffer, ByteBuffer>,
-    signature: Signature,
+    signature: @escaping @Sendable () -> Signature,
     decode: @escaping @Sendable (ByteBuffer) throws -> ByteBuffer = { $0 },
     isReady: @escaping @Sendable () -> Bool = { true }
   ) -> ServedModel {

@@ -9,6 +9,9 @@ import VietnameseAIWire
 final class WorkerPool: Sendable {
   let name: String
   private let state = Locked(State())
+  /// Told the number of workers whenever it changes; calls are serialized by this lock, and
+  /// each reads the number afresh, so the last call always tells the current one.
+  private let capacityObserver = Locked<(@Sendable (Int) -> Void)?>(nil)
 
   private struct State {
     var links: [ObjectIdentifier: WorkerLink] = [:]
@@ -26,11 +29,25 @@ final class WorkerPool: Sendable {
 
   var workerCount: Int { state.withLock { $0.links.count } }
 
+  /// Calls `observer` with the number of workers now and whenever it changes: a model's
+  /// batcher runs as many batches at once as it has workers.
+  func observeCapacity(_ observer: @escaping @Sendable (Int) -> Void) {
+    capacityObserver.withLock { stored in
+      stored = observer
+      observer(workerCount)
+    }
+  }
+
+  private func capacityChanged() {
+    capacityObserver.withLock { observer in observer?(workerCount) }
+  }
+
   func add(_ link: WorkerLink) {
     let declared = link.declarations.first { $0.name == name }
     let room = declared?.kind == .generator ? max(1, Int(declared?.concurrency ?? 1)) : 1
     state.withLock { $0.links[ObjectIdentifier(link)] = link }
     for _ in 0..<room { release(link) }
+    capacityChanged()
   }
 
   func remove(_ link: WorkerLink) {
@@ -42,6 +59,7 @@ final class WorkerPool: Sendable {
       return state.waiters
     }
     for waiter in orphans { waiter.resume(returning: nil) }
+    capacityChanged()
   }
 
   /// Runs `inputs` as one batch on an idle worker, waiting for one while all are busy.

@@ -30,11 +30,35 @@ public final class WorkerSupervisor: Service, Sendable {
       }
     }
 
+    /// A model or generator that workers started elsewhere serve (`--attach-model`,
+    /// `--attach-generator`).
+    public struct Attached: Sendable {
+      public enum Kind: Sendable {
+        case model
+        case generator
+      }
+
+      public var name: String
+      public var kind: Kind
+
+      public init(name: String, kind: Kind) {
+        self.name = name
+        self.kind = kind
+      }
+    }
+
     public var commands: [Command]
     /// Worker processes per command; each takes one batch at a time (the design's `so_worker`).
     public var processes = 1
-    /// Where the workers' listener binds; spawned workers connect there.
+    /// Where the spawned workers' listener binds; they connect there.
     public var host = "127.0.0.1"
+    /// Where attached workers connect (`--worker-listen`); `nil`: none may. They may serve
+    /// the ``attached`` names and the commands' names, beside the spawned processes.
+    public var attachHost: String?
+    public var attachPort = 0
+    /// The tokens attached workers present; spawned workers get one of their own each.
+    public var attachTokens: Set<String> = []
+    public var attached: [Attached] = []
     /// How long ``start()`` waits for each model's first worker.
     public var startTimeout: Duration = .seconds(60)
     public var handshakeTimeout: Duration = .seconds(10)
@@ -47,8 +71,9 @@ public final class WorkerSupervisor: Service, Sendable {
     /// Batch size (unless the worker prefers one), batch timeout and queue of the models.
     public var batching = BuiltinModels.Batching()
 
-    public init(commands: [Command]) {
+    public init(commands: [Command], attached: [Attached] = []) {
       self.commands = commands
+      self.attached = attached
     }
   }
 
@@ -60,12 +85,15 @@ public final class WorkerSupervisor: Service, Sendable {
   private struct State {
     var pools: [String: WorkerPool] = [:]
     var processes: [String: WorkerProcess] = [:]  // by token
-    /// The connected workers and the process each one is.
-    var links: [ObjectIdentifier: (link: WorkerLink, process: WorkerProcess)] = [:]
+    /// The connected workers, the process each spawned one is, and the names each serves.
+    var links: [ObjectIdentifier: (link: WorkerLink, process: WorkerProcess?, names: [String])] = [:]
     /// What each model's first worker declared: the signature the model keeps.
     var declarations: [String: WorkerMessage.Declaration] = [:]
+    /// Whether each name is served as a model or a generator, once that is decided.
+    var kinds: [String: WorkerMessage.Declaration.Kind] = [:]
     var supervision: [Task<Void, Never>] = []
-    var listener: (any Channel)?
+    var listeners: [any Channel] = []
+    var attachAddress: SocketAddress?
   }
 
   public init(
@@ -91,29 +119,23 @@ public final class WorkerSupervisor: Service, Sendable {
       heartbeatTimeout: configuration.heartbeatTimeout,
       maxFrameSize: configuration.maxFrameSize
     )
-    let logger = self.logger
-    let listener = try await ServerBootstrap(group: group)
-      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-      .childChannelInitializer { [self] channel in
-        channel.eventLoop.makeCompletedFuture {
-          try channel.pipeline.syncOperations.addHandler(
-            WorkerChannelHandler(
-              settings: settings,
-              admit: { [self] hello, channel in admit(hello, channel: channel) },
-              onClose: { [self] link, hung in closed(link, hung: hung) },
-              logger: logger
-            )
-          )
-        }
+    let listener = try await listen(host: configuration.host, port: 0, settings: settings)
+    if let attachHost = configuration.attachHost {
+      let attach = try await listen(host: attachHost, port: configuration.attachPort, settings: settings)
+      state.withLock { state in
+        state.listeners.append(attach)
+        state.attachAddress = attach.localAddress
       }
-      .bind(host: configuration.host, port: 0)
-      .get()
+    }
     let port = listener.localAddress?.port ?? 0
     let address = "\(configuration.host):\(port)"
     var processes: [WorkerProcess] = []
     state.withLock { state in
-      state.listener = listener
+      state.listeners.append(listener)
+      for attached in configuration.attached {
+        state.pools[attached.name] = WorkerPool(name: attached.name)
+        state.kinds[attached.name] = attached.kind == .model ? .model : .generator
+      }
       for command in configuration.commands {
         state.pools[command.name] = WorkerPool(name: command.name)
         for _ in 0..<configuration.processes {
@@ -142,33 +164,73 @@ public final class WorkerSupervisor: Service, Sendable {
       try await Task.sleep(for: .milliseconds(20))
     }
     var served: (models: [ServedModel], generators: [ServedGenerator]) = ([], [])
-    for command in configuration.commands {
-      let (pool, declaration) = state.withLock { ($0.pools[command.name]!, $0.declarations[command.name]) }
-      if declaration?.kind == .generator {
+    let names: [(String, WorkerMessage.Declaration.Kind?)] =
+      configuration.commands.map { ($0.name, nil) }
+      + configuration.attached.map { ($0.name, $0.kind == .model ? .model : .generator) }
+    for (name, configured) in names {
+      let (pool, kind) = state.withLock { state in
+        // A command's name is served as what its first worker declared, a model if none has.
+        let kind = configured ?? state.declarations[name]?.kind ?? .model
+        state.kinds[name] = kind
+        return (state.pools[name]!, kind)
+      }
+      if kind == .generator {
         served.generators.append(
           ServedGenerator(
-            name: command.name,
+            name: name,
             generator: TokenGenerator { prompt in WorkerTokens(pool: pool, prompt: prompt) }
           )
         )
       } else {
-        served.models.append(makeModel(command.name))
+        served.models.append(makeModel(name, attached: configured != nil))
       }
     }
     return served
   }
 
-  private func allStarted() -> Bool {
-    state.withLock { state in state.pools.values.allSatisfy(\.isReady) }
+  /// Where attached workers connect, once ``start()`` has opened it.
+  public var attachAddress: SocketAddress? { state.withLock { $0.attachAddress } }
+
+  private func listen(host: String, port: Int, settings: WorkerChannelHandler.Settings) async throws
+    -> any Channel
+  {
+    let logger = self.logger
+    return try await ServerBootstrap(group: group)
+      .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+      .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+      .childChannelInitializer { [self] channel in
+        channel.eventLoop.makeCompletedFuture {
+          try channel.pipeline.syncOperations.addHandler(
+            WorkerChannelHandler(
+              settings: settings,
+              admit: { [self] hello, channel in admit(hello, channel: channel) },
+              onClose: { [self] link, hung in closed(link, hung: hung) },
+              logger: logger
+            )
+          )
+        }
+      }
+      .bind(host: host, port: port)
+      .get()
   }
 
-  private func makeModel(_ name: String) -> ServedModel {
+  /// Whether every command has a worker connected; attached names are ready when theirs come.
+  private func allStarted() -> Bool {
+    let names = configuration.commands.map(\.name)
+    return state.withLock { state in names.allSatisfy { state.pools[$0]!.isReady } }
+  }
+
+  private func makeModel(_ name: String, attached: Bool) -> ServedModel {
     let (pool, declaration) = state.withLock { ($0.pools[name]!, $0.declarations[name]) }
     if declaration == nil {
-      logger.error(
-        "no worker of the model started in time; it is not ready until one connects",
-        metadata: ["model": "\(name)", "waited": "\(configuration.startTimeout)"]
-      )
+      if attached {
+        logger.info("waiting for attached workers", metadata: ["model": "\(name)"])
+      } else {
+        logger.error(
+          "no worker of the model started in time; it is not ready until one connects",
+          metadata: ["model": "\(name)", "waited": "\(configuration.startTimeout)"]
+        )
+      }
     }
     let batching = configuration.batching
     let preferred = Int(declaration?.preferredBatchSize ?? 0)
@@ -176,16 +238,22 @@ public final class WorkerSupervisor: Service, Sendable {
       hamDuDoan: { inputs in try await pool.run(inputs, deadline: nil) },
       kichThuocBatch: preferred > 0 ? preferred : batching.kichThuocBatch,
       timeoutBatch: batching.timeoutBatch,
-      soWorker: configuration.processes,
+      soWorker: max(configuration.processes, 1),
       toiDaCho: batching.toiDaCho
     )
-    let signature = declaration.map(Self.signature) ?? ServedModel.Signature(input: .bytes, output: .bytes)
+    // One batch at a time per worker connected, spawned or attached.
+    pool.observeCapacity { workers in batcher.resize(soWorker: workers) }
+    // Bytes in and out until a worker declares more: the model takes its first worker's.
+    let signature: @Sendable () -> ServedModel.Signature = { [self] in
+      state.withLock { $0.declarations[name] }.map(Self.signature)
+        ?? ServedModel.Signature(input: .bytes, output: .bytes)
+    }
     return .buffers(
       name: name,
       batcher: batcher,
       signature: signature,
       decode: { bytes in
-        if signature.input == .text, bytes.validatedUTF8Text == nil {
+        if signature().input == .text, bytes.validatedUTF8Text == nil {
           throw ServedModel.InputError("model \(name) takes UTF-8 text")
         }
         return bytes
@@ -206,8 +274,10 @@ public final class WorkerSupervisor: Service, Sendable {
 
   // MARK: Handshakes
 
-  /// Admits a worker's handshake (§11.1): its token names the process, and the process's
-  /// model must be among its declarations, with the signature the model was started with.
+  /// Admits a worker's handshake (§11.1). A spawned worker's token names its process, and
+  /// the process's model must be among its declarations; an attached worker's token is one of
+  /// ``Configuration/attachTokens``, and it serves every name it declares, each of which the
+  /// server must take from workers. A name keeps the kind and signature it was first served as.
   private func admit(_ hello: WorkerMessage.Hello, channel: any Channel) -> Result<WorkerLink, WireError> {
     func refuse(_ code: StatusCode, _ message: String) -> Result<WorkerLink, WireError> {
       logger.warning("worker refused", metadata: ["worker": "\(hello.workerName)", "reason": "\(message)"])
@@ -216,48 +286,93 @@ public final class WorkerSupervisor: Service, Sendable {
     guard hello.versions.contains(1) else {
       return refuse(.unsupportedVersion, "this server speaks worker protocol version 1")
     }
-    guard let process = state.withLock({ $0.processes[hello.authToken] }) else {
+    let process = state.withLock { $0.processes[hello.authToken] }
+    let served: [WorkerMessage.Declaration]
+    if let process {
+      guard let declaration = hello.declarations.first(where: { $0.name == process.model }) else {
+        return refuse(
+          .invalidArgument,
+          "this worker was started for model \(process.model), which it does not declare"
+        )
+      }
+      served = [declaration]
+    } else if configuration.attachTokens.contains(hello.authToken) {
+      guard !hello.declarations.isEmpty else {
+        return refuse(.invalidArgument, "the worker declares nothing")
+      }
+      served = hello.declarations
+    } else {
       return refuse(.unauthenticated, "unknown worker token")
     }
-    guard let declaration = hello.declarations.first(where: { $0.name == process.model }) else {
-      return refuse(
-        .invalidArgument,
-        "this worker was started for model \(process.model), which it does not declare"
-      )
-    }
-    guard declaration.output != .vector || (1...65_536).contains(declaration.dimensions) else {
-      return refuse(.invalidArgument, "a vector of \(declaration.dimensions) dimensions")
+    for declaration in served
+    where declaration.output == .vector && !(1...65_536).contains(declaration.dimensions) {
+      return refuse(.invalidArgument, "\(declaration.name): a vector of \(declaration.dimensions) dimensions")
     }
     let link = WorkerLink(workerName: hello.workerName, declarations: hello.declarations, channel: channel)
-    let admitted = state.withLock { state -> String? in
-      if let kept = state.declarations[process.model],
-        kept.kind != declaration.kind || Self.signature(kept) != Self.signature(declaration)
-      {
-        return
-          "\(process.model) was started as a \(kept.kind) of \(Self.signature(kept)); this worker declares a \(declaration.kind) of \(Self.signature(declaration))"
+    let names = served.map(\.name)
+    let admitted = state.withLock { state -> Result<[WorkerPool], WireError> in
+      for declaration in served {
+        let name = declaration.name
+        guard state.pools[name] != nil else {
+          return .failure(
+            WireError(
+              code: .invalidArgument,
+              message:
+                "this server takes no model or generator \(name) from workers (rpc-server --attach-model or --attach-generator)",
+              closesConnection: true
+            )
+          )
+        }
+        if let kind = state.kinds[name], kind != declaration.kind {
+          return .failure(
+            WireError(
+              code: .invalidArgument,
+              message: "\(name) is served as a \(kind), not a \(declaration.kind)",
+              closesConnection: true
+            )
+          )
+        }
+        if let kept = state.declarations[name], Self.signature(kept) != Self.signature(declaration) {
+          return .failure(
+            WireError(
+              code: .invalidArgument,
+              message:
+                "\(name) is served as a \(kept.kind) of \(Self.signature(kept)); this worker declares a \(declaration.kind) of \(Self.signature(declaration))",
+              closesConnection: true
+            )
+          )
+        }
       }
-      state.declarations[process.model] = state.declarations[process.model] ?? declaration
-      state.links[ObjectIdentifier(link)] = (link, process)
-      return nil
+      for declaration in served where state.declarations[declaration.name] == nil {
+        state.declarations[declaration.name] = declaration
+      }
+      state.links[ObjectIdentifier(link)] = (link, process, names)
+      return .success(names.map { state.pools[$0]! })
     }
-    if let mismatch = admitted { return refuse(.invalidArgument, mismatch) }
-    let pool = state.withLock { $0.pools[process.model]! }
-    pool.add(link)
-    logger.info(
-      "worker ready",
-      metadata: [
-        "model": "\(process.model)", "worker": "\(hello.workerName)", "workers": "\(pool.workerCount)",
-      ]
-    )
-    return .success(link)
+    switch admitted {
+    case .failure(let refusal):
+      return refuse(refusal.code, refusal.message)
+    case .success(let pools):
+      for pool in pools {
+        pool.add(link)
+        logger.info(
+          "worker ready",
+          metadata: [
+            "model": "\(pool.name)", "worker": "\(hello.workerName)", "workers": "\(pool.workerCount)",
+            "attached": "\(process == nil)",
+          ]
+        )
+      }
+      return .success(link)
+    }
   }
 
   private func closed(_ link: WorkerLink, hung: Bool) {
-    let (process, pool) = state.withLock { state -> (WorkerProcess?, WorkerPool?) in
-      let process = state.links.removeValue(forKey: ObjectIdentifier(link))?.process
-      return (process, process.flatMap { state.pools[$0.model] })
+    let (process, pools) = state.withLock { state -> (WorkerProcess?, [WorkerPool]) in
+      guard let entry = state.links.removeValue(forKey: ObjectIdentifier(link)) else { return (nil, []) }
+      return (entry.process, entry.names.compactMap { state.pools[$0] })
     }
-    pool?.remove(link)
+    for pool in pools { pool.remove(link) }
     if hung { process?.kill() }
   }
 
@@ -276,13 +391,13 @@ public final class WorkerSupervisor: Service, Sendable {
     await stop()
   }
 
-  /// Stops every worker process and closes the listener.
+  /// Stops every worker process and closes the listeners.
   ///
   /// Each connected worker is first sent `SHUTDOWN`, and given the grace period to finish its
   /// work and close; what is still running then gets the signals.
   public func stop() async {
-    let (processes, tasks, listener, links) = state.withLock { state in
-      (Array(state.processes.values), state.supervision, state.listener, state.links.values.map(\.link))
+    let (processes, tasks, listeners, links) = state.withLock { state in
+      (Array(state.processes.values), state.supervision, state.listeners, state.links.values.map(\.link))
     }
     for process in processes { process.stopRestarting() }
     let grace = configuration.stopGrace
@@ -301,6 +416,6 @@ public final class WorkerSupervisor: Service, Sendable {
       }
     }
     for task in tasks { task.cancel() }
-    try? await listener?.close()
+    for listener in listeners { try? await listener.close() }
   }
 }

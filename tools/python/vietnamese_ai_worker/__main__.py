@@ -2,6 +2,11 @@
 
 Serves every MoHinh and MaySinh that FILE_OR_MODULE defines at its top level (or the list it
 names `phuc_vu`), to the server in VAI_WORKER_ADDRESS or --connect.
+
+With --connect (an rpc-server's --worker-listen address) the worker is attached: it keeps its
+models loaded and reconnects whenever the server is away, until a signal stops it. The token
+(one of the server's --worker-tokens) comes from --token or, better kept out of `ps`, from
+VAI_WORKER_TOKEN.
 """
 
 import argparse
@@ -28,7 +33,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("target", help="a .py file or an importable module")
     parser.add_argument("--connect", metavar="HOST:PORT", help="an rpc-server's --worker-listen address")
-    parser.add_argument("--token", help="the worker token the server expects")
+    parser.add_argument("--token", help="the worker token the server expects (default: VAI_WORKER_TOKEN)")
     parser.add_argument("--name", help="this worker's name in the server's logs")
     args = parser.parse_args()
     module = load(args.target)

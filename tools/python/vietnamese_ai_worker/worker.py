@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import traceback
 
 from . import protocol
@@ -132,7 +133,7 @@ class Worker:
             for type_, _, payload in reader.feed(data):
                 fields = protocol.decode(type_, payload)
                 if type_ == protocol.ERROR:
-                    raise ConnectionError("the server refused this worker: %s: %s" % (
+                    raise Refused("the server refused this worker: %s: %s" % (
                         protocol.STATUS_NAMES.get(fields["status"], fields["status"]), fields["message"]))
                 if type_ != protocol.WORKER_WELCOME:
                     raise protocol.ProtocolError("expected WORKER_WELCOME")
@@ -314,13 +315,45 @@ class _Queue:
             return self.items.pop(0)
 
 
-def chay(*served, address=None, token=None, name=None):
-    """Connects to the server (VAI_WORKER_ADDRESS and VAI_WORKER_TOKEN when the server spawned
-    this process) and serves `served` until the server closes the connection."""
+class Refused(ConnectionError):
+    """The server refused the handshake (token, version, declarations): retrying cannot help."""
+
+
+def chay(*served, address=None, token=None, name=None, reconnect=None):
+    """Serves `served` to a server.
+
+    A worker the server spawned (VAI_WORKER_ADDRESS, VAI_WORKER_TOKEN and VAI_WORKER_MODEL set)
+    serves until the server closes the connection, then returns: the server restarts it if it
+    must. An attached worker (`address` given: an rpc-server's --worker-listen) keeps its models
+    loaded and reconnects, waiting 0.1 s doubling to 10 s, whenever the server is away or goes;
+    it stops only on a refusal (`Refused`: wrong token, version or declarations) or a signal."""
+    spawned = address is None and "VAI_WORKER_MODEL" in os.environ
     address = address or os.environ.get("VAI_WORKER_ADDRESS")
     token = token if token is not None else os.environ.get("VAI_WORKER_TOKEN", "")
     if not address:
         raise SystemExit("no server to serve: set VAI_WORKER_ADDRESS or pass --connect HOST:PORT")
-    worker = Worker(list(served), name=name)
-    worker.connect(address, token)
-    worker.serve()
+    if reconnect is None:
+        reconnect = not spawned
+    delay = 0.1
+    while True:
+        worker = Worker(list(served), name=name)  # a fresh session: nothing in flight
+        started = time.monotonic()
+        try:
+            worker.connect(address, token)
+            worker.serve()
+            if not reconnect:
+                return
+            print("the server at %s closed the connection; reconnecting" % address, file=sys.stderr, flush=True)
+        except Refused:
+            raise
+        except (OSError, protocol.ProtocolError) as problem:  # ConnectionError is an OSError
+            if not reconnect:
+                raise ConnectionError(str(problem)) from problem
+            print("cannot serve %s: %s; retrying in %.1f s" % (address, problem, delay), file=sys.stderr, flush=True)
+        finally:
+            if worker.sock is not None:
+                worker.sock.close()
+        if time.monotonic() - started > 10:
+            delay = 0.1
+        time.sleep(delay)
+        delay = min(delay * 2, 10)
