@@ -124,7 +124,15 @@ struct OpenAIEndpoints {
       return HTTPFailure(.invalidArgument, "stop takes at most 4 sequences").openAIResponse()
     }
     let feed: GenerationFeed
-    switch open(generation.model, prompt: generation.prompt, timeout: generation.timeout, request, context) {
+    let opened = open(
+      generation.model,
+      prompt: generation.prompt,
+      limits: GenerationLimits(maxTokens: generation.maxTokens, stops: generation.stops),
+      timeout: generation.timeout,
+      request,
+      context
+    )
+    switch opened {
     case .success(let opened): feed = opened
     case .failure(let failure): return failure.openAIResponse()
     }
@@ -211,6 +219,7 @@ struct OpenAIEndpoints {
   private func open(
     _ model: String,
     prompt: String,
+    limits: GenerationLimits = GenerationLimits(),
     timeout: Double?,
     _ request: Request,
     _ context: DoorContext
@@ -220,13 +229,15 @@ struct OpenAIEndpoints {
     case .success(let admitted): (client, deadline) = admitted
     case .failure(let failure): return .failure(failure)
     }
-    return GenerationFeed.open(
-      core: core,
-      generator: model,
-      prompt: prompt,
-      deadline: deadline,
-      client: client
-    )
+    return GenerationLimits.$current.withValue(limits) {
+      GenerationFeed.open(
+        core: core,
+        generator: model,
+        prompt: prompt,
+        deadline: deadline,
+        client: client
+      )
+    }
     .mapError { HTTPFailure($0, policy: door.ratePolicy) }
   }
 

@@ -377,15 +377,20 @@ final class ServingCore: Sendable {
         return .failure(ServingError(reported))
       }
     }
-    let started = streams.start(
-      prompt,
-      clientID: client,
-      generator: generator,
-      executor: executor,
-      deadline: deadline,
-      onToken: onToken,
-      onEnd: { onEnd($0.mapError(ServingError.init)) }
-    )
+    // The generator's task inherits the limits, for a generator that honours them itself.
+    var limits = GenerationLimits.current ?? GenerationLimits()
+    if let deadline, limits.deadline == nil { limits.deadline = ContinuousClock.now + deadline }
+    let started = GenerationLimits.$current.withValue(limits) {
+      streams.start(
+        prompt,
+        clientID: client,
+        generator: generator,
+        executor: executor,
+        deadline: deadline,
+        onToken: onToken,
+        onEnd: { onEnd($0.mapError(ServingError.init)) }
+      )
+    }
     return started.map(OpenedStream.task).mapError(ServingError.init)
   }
 

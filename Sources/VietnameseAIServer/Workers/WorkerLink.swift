@@ -104,7 +104,16 @@ final class WorkerLink: Sendable {
       onEnd()
       return stream
     }
-    let generate = WorkerMessage.Generate(generator: generator, prompt: prompt, window: WorkerStream.window)
+    let limits = GenerationLimits.current
+    let generate = WorkerMessage.Generate(
+      deadlineMilliseconds: limits?.deadline.map { max(1, WireProtocol.milliseconds(roundingUp: $0 - .now)) }
+        ?? 0,
+      generator: generator,
+      prompt: prompt,
+      maxTokens: limits?.maxTokens.map { UInt32(clamping: $0) } ?? 0,
+      window: WorkerStream.window,
+      stops: limits?.stops ?? []
+    )
     if !write(WorkerFrame(requestID: id, message: .generate(generate))) {
       end(id, .failure(ServingError(.invalidArgument, "the prompt does not fit a frame")))
     }

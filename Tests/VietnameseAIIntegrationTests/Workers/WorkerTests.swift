@@ -227,9 +227,19 @@ extension UnderLoad {
     @Test("a Python generator streams through both doors; max_tokens holds; a client that leaves stops it")
     func generator() async throws {
       let marker = Self.temporaryPath("stopped")
+      let pulledMarker = Self.temporaryPath("pulled")
       let path = try Self.script(
         """
         def words(prompt):
+            if prompt.startswith("counted"):
+                pulled = 0
+                try:
+                    for word in prompt.split()[1:]:
+                        pulled += 1
+                        yield word + " "
+                finally:
+                    open(\(String(reflecting: pulledMarker)), "w").write(str(pulled))
+                return
             if prompt == "endless":
                 try:
                     n = 0
@@ -257,6 +267,20 @@ extension UnderLoad {
         let choice = (try response.json()["choices"] as? [[String: Any]])?.first
         #expect((choice?["message"] as? [String: Any])?["content"] as? String == "a b ")
         #expect(choice?["finish_reason"] as? String == "length")
+        // max_tokens and stop reach the worker, which stops generating there: the generator
+        // is closed after the tokens it needed, not after the door cut a longer stream.
+        let words = (0..<200).map { "w\($0)" }.joined(separator: " ")
+        let stopped = try await server.http(
+          "POST",
+          "/v1/completions",
+          json: #"{"model":"py-words","prompt":"counted \#(words)","max_tokens":100,"stop":["w3 "]}"#
+        )
+        let text = ((try stopped.json()["choices"] as? [[String: Any]])?.first?["text"] as? String)
+        #expect(text == "w0 w1 w2 ")
+        try await eventually("the generator was closed") {
+          FileManager.default.fileExists(atPath: pulledMarker)
+        }
+        #expect((try? String(contentsOfFile: pulledMarker, encoding: .utf8)) == "4")
 
         var seen = 0
         for try await _ in client.stream(prompt: "endless", model: "py-words") {
