@@ -57,7 +57,8 @@ def floats(data):
 
 def spawn(server):
     command = [server, "--port", "0", "--http-port", "0", "--batch-timeout", "0.005", "--rate-limit", "1000000",
-               "--worker", "minilm=%s %s" % (sys.executable, os.path.join(HERE, "models", "minilm.py"))]
+               "--worker", "minilm=%s %s" % (sys.executable, os.path.join(HERE, "models", "minilm.py")),
+               "--workers", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
     ports = {}
     while len(ports) < 2:
@@ -68,6 +69,36 @@ def spawn(server):
             if line.startswith(prefix):
                 ports[door] = int(line.split()[-1].rsplit(":", 1)[1])
     return process, ports["binary"], ports["http"]
+
+
+def descendants(root):
+    """The pids of the processes below `root`, from /proc."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as stat:
+                    parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def worker_processes(root):
+    count = 0
+    for pid in descendants(root):
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as cmdline:
+                arguments = cmdline.read().split(b"\0")
+        except OSError:
+            continue
+        if any(a.endswith(b"minilm.py") for a in arguments) and b"python" in arguments[0]:
+            count += 1
+    return count
 
 
 def post(port, path, body):
@@ -84,6 +115,7 @@ def main():
     offline = {s: [float(x) for x in v] for s, v in zip(SENTENCES, minilm.embed(SENTENCES))}
     process, port, http = spawn(args.spawn)
     try:
+        check(worker_processes(process.pid) == 2, "--workers 2 runs two worker processes")
         # One caller at a time: batches of one.
         connection = live_client.Connection("127.0.0.1", port)
         alone = {}

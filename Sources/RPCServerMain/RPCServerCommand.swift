@@ -322,6 +322,9 @@ struct RPCServerCommand: AsyncParsableCommand {
     } else if !attached.isEmpty {
       throw ValidationError("--attach-model and --attach-generator need --worker-listen")
     }
+    configuration.processes = workers
+    configuration.batching = batching
+    configuration.startTimeout = try seconds(workerStartTimeout, "--worker-start-timeout")
     return WorkerSupervisor(configuration: configuration, logger: logger)
   }
 
