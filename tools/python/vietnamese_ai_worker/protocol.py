@@ -14,6 +14,7 @@ SERVER_TYPES = {PING, PONG, ERROR, WORKER_WELCOME, RUN_BATCH, GENERATE, CANCEL_W
 
 # Status codes (§5) a worker sends or reads.
 INVALID_ARGUMENT, DEADLINE_EXCEEDED, CANCELLED, PROTOCOL_ERROR, INTERNAL = 1, 6, 7, 10, 12
+FRAME_TOO_LARGE, UNSUPPORTED_VERSION = 11, 13
 STATUS_NAMES = {1: "INVALID_ARGUMENT", 2: "UNKNOWN_MODEL", 6: "DEADLINE_EXCEEDED", 7: "CANCELLED",
                 8: "UNAVAILABLE", 9: "UNAUTHENTICATED", 10: "PROTOCOL_ERROR", 11: "FRAME_TOO_LARGE",
                 12: "INTERNAL", 13: "UNSUPPORTED_VERSION"}
@@ -23,8 +24,17 @@ KINDS_IN = {"bytes": 0, "text": 1}
 KINDS_OUT = {"bytes": 0, "text": 1, "vector": 2}
 
 
+# Frames on request id 0, and frames of a piece of work (never id 0); ERROR may be either.
+CONNECTION_TYPES = {PING, PONG, WORKER_WELCOME, SHUTDOWN}
+WORK_TYPES = {RUN_BATCH, GENERATE, CANCEL_WORK, CREDIT}
+
+
 class ProtocolError(Exception):
-    """The server sent bytes that break the specification."""
+    """The server sent bytes that break the specification; `status` says how (§5)."""
+
+    def __init__(self, message, status=PROTOCOL_ERROR):
+        super().__init__(message)
+        self.status = status
 
 
 def frame(type_, request_id, payload=b""):
@@ -155,9 +165,14 @@ class FrameReader:
         while len(self.buffer) >= HEADER.size:
             length, version, type_, flags, request_id = HEADER.unpack_from(self.buffer)
             if length > self.max_payload:
-                raise ProtocolError("a frame of %d bytes exceeds the limit of %d" % (length, self.max_payload))
-            if version != VERSION or flags != 0 or type_ not in SERVER_TYPES:
-                raise ProtocolError("a frame of version %d, type 0x%02x, flags 0x%02x" % (version, type_, flags))
+                raise ProtocolError("a frame of %d bytes exceeds the limit of %d" % (length, self.max_payload),
+                                    FRAME_TOO_LARGE)
+            if version != VERSION:
+                raise ProtocolError("a frame of worker protocol version %d" % version, UNSUPPORTED_VERSION)
+            if type_ not in SERVER_TYPES or flags != 0:
+                raise ProtocolError("a frame of type 0x%02x, flags 0x%02x from the server" % (type_, flags))
+            if (type_ in CONNECTION_TYPES and request_id != 0) or (type_ in WORK_TYPES and request_id == 0):
+                raise ProtocolError("a frame of type 0x%02x on request id %d" % (type_, request_id))
             if len(self.buffer) < HEADER.size + length:
                 return
             payload = bytes(self.buffer[HEADER.size:HEADER.size + length])
