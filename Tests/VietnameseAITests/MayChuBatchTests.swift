@@ -170,6 +170,29 @@ struct MayChuBatchTests {
     await server.dung()
   }
 
+  @Test("the batch function sees the latest deadline of its batch's requests, nil if one has none")
+  func batchDeadline() async throws {
+    let seen = Recorder<Duration?>()
+    let server = MayChuBatch(
+      hamDuDoan: { (inputs: [Int]) in
+        seen.append(BatchDeadline.remaining)
+        return inputs
+      },
+      kichThuocBatch: 2,
+      timeoutBatch: .seconds(3600),
+      clock: SteppedClock()
+    )
+    try server.batDau()
+    async let first = server.duDoan(1, deadline: .seconds(1))
+    async let second = server.duDoan(2, deadline: .seconds(3))
+    _ = try await (first, second)
+    async let third = server.duDoan(3, deadline: .seconds(1))
+    async let fourth = server.duDoan(4)
+    _ = try await (third, fourth)
+    #expect(seen.all == [.seconds(3), nil])
+    await server.dung()
+  }
+
   @Test("beyond toiDaCho waiting requests duDoan fails at once with queueFull")
   func queueFull() async throws {
     let h = try Harness(kichThuocBatch: 1, timeoutBatch: .zero, toiDaCho: 2, gated: true)

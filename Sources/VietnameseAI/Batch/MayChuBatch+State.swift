@@ -288,6 +288,18 @@ extension MayChuBatch {
 
     /// Hands batches to free workers while a batch is due, and arms the timer for the next
     /// moment one will be.
+    /// The latest deadline among `batch`'s live tickets, as a clock reading: the model's work is
+    /// of use until then. `nil` when one of them waits as long as it takes (or none is live).
+    func latestDeadline(of batch: [Item]) -> Int64? {
+      var latest: Int64?
+      for item in batch {
+        guard let ticket = tickets[item.ticket] else { continue }
+        guard let deadline = ticket.deadline else { return nil }
+        latest = max(latest ?? deadline, deadline)
+      }
+      return latest
+    }
+
     /// Lets `soWorker` batches run at once from now on; batches already running beyond a
     /// smaller number finish first.
     mutating func resize(soWorker: Int, now: Int64) -> Actions {

@@ -424,8 +424,13 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     let result: Result<[KetQua], VietnameseAIError>
     let observer = self.observer.withLock { $0 }
     let started = observer == nil ? 0 : clock.nowNanoseconds()
+    // The time the batch's work is of use, for a model that can stop (a worker told its
+    // deadline in RUN_BATCH); read only by a model that asks for it.
+    let deadline = state.withLock { $0.latestDeadline(of: batch) }.map { at in
+      Duration.nanoseconds(max(at - clock.nowNanoseconds(), 0))
+    }
     do {
-      let outputs = try await hamDuDoan(inputs)
+      let outputs = try await BatchDeadline.$remaining.withValue(deadline) { try await hamDuDoan(inputs) }
       if outputs.count == inputs.count {
         result = .success(outputs)
       } else {

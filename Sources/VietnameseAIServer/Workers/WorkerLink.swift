@@ -60,7 +60,7 @@ final class WorkerLink: Sendable {
           requestID: id,
           message: .runBatch(
             .init(
-              deadlineMilliseconds: deadline.map { WireProtocol.milliseconds(roundingUp: $0) } ?? 0,
+              deadlineMilliseconds: deadline.map { max(1, WireProtocol.milliseconds(roundingUp: $0)) } ?? 0,
               model: model,
               inputs: inputs
             )

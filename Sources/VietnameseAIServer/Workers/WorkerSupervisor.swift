@@ -235,7 +235,7 @@ public final class WorkerSupervisor: Service, Sendable {
     let batching = configuration.batching
     let preferred = Int(declaration?.preferredBatchSize ?? 0)
     let batcher = MayChuBatch<ByteBuffer, ByteBuffer>(
-      hamDuDoan: { inputs in try await pool.run(inputs, deadline: nil) },
+      hamDuDoan: { inputs in try await pool.run(inputs, deadline: BatchDeadline.remaining) },
       kichThuocBatch: preferred > 0 ? preferred : batching.kichThuocBatch,
       timeoutBatch: batching.timeoutBatch,
       soWorker: max(configuration.processes, 1),

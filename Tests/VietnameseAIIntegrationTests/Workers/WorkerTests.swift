@@ -29,7 +29,7 @@ extension UnderLoad {
       let text = """
         import os, socket, struct, sys, time
         sys.path.insert(0, \(String(reflecting: library)))
-        from vietnamese_ai_worker import MaySinh, MoHinh, chay, da_huy
+        from vietnamese_ai_worker import MaySinh, MoHinh, chay, da_huy, han_chot
         NAME = os.environ["VAI_WORKER_MODEL"]
         \(body)
         """
@@ -318,6 +318,31 @@ extension UnderLoad {
         try await eventually("the worker saw the cancellation") {
           FileManager.default.fileExists(atPath: marker)
         }
+        await client.close()
+      }
+    }
+
+    @Test("RUN_BATCH tells the worker the batch's deadline; a batch without one has none")
+    func deadline() async throws {
+      let marker = Self.temporaryPath("deadline")
+      let path = try Self.script(
+        """
+        def run(batch):
+            left = han_chot()
+            open(\(String(reflecting: marker)), "a").write("none\\n" if left is None else "%.3f\\n" % left)
+            return batch
+        chay(MoHinh(ten=NAME, ham_du_doan=run))
+        """
+      )
+      try await Self.with(Self.configuration([("timed", "python3 \(path)")])) { server, _ in
+        let client = try await server.connect()
+        #expect(try await client.predict(model: "timed", input: "a", deadline: .seconds(30)) == "a")
+        #expect(try await client.predict(model: "timed", input: "b") == "b")
+        let lines = try String(contentsOfFile: marker, encoding: .utf8).split(separator: "\n")
+        try #require(lines.count == 2)
+        let left = try #require(Double(lines[0]))
+        #expect(left > 0 && left <= 30, "\(left) s left of a 30 s deadline")
+        #expect(lines[1] == "none")
         await client.close()
       }
     }

@@ -15,6 +15,6 @@ module defines. The protocol is in Protocol/PROTOCOL.md §11; this package uses 
 library only.
 """
 
-from .worker import InputError, MaySinh, MoHinh, Refused, Worker, chay, da_huy
+from .worker import InputError, MaySinh, MoHinh, Refused, Worker, chay, da_huy, han_chot
 
-__all__ = ["InputError", "MaySinh", "MoHinh", "Refused", "Worker", "chay", "da_huy"]
+__all__ = ["InputError", "MaySinh", "MoHinh", "Refused", "Worker", "chay", "da_huy", "han_chot"]

@@ -27,6 +27,16 @@ def da_huy():
     return bool(state and state["cancelled"])
 
 
+def han_chot():
+    """Seconds left until the deadline of the batch this thread computes (the latest of its
+    requests' deadlines), or None when one of them waits as long as it takes: a long batch
+    function may give up past it."""
+    state = getattr(_current, "state", None)
+    if state is None or state.get("deadline") is None:
+        return None
+    return state["deadline"] - time.monotonic()
+
+
 class InputError(Exception):
     """Raise it from a predict function for inputs the model cannot take: the client gets
     INVALID_ARGUMENT with the message instead of INTERNAL."""
@@ -173,7 +183,9 @@ class Worker:
             if not isinstance(item, MoHinh):
                 self.send(protocol.error(request_id, protocol.INVALID_ARGUMENT, "no model %s here" % fields["model"]))
                 return
-            self.track(request_id)
+            state = self.track(request_id)
+            if fields["deadline_ms"]:
+                state["deadline"] = time.monotonic() + fields["deadline_ms"] / 1000
             self.queues[item.ten].put((request_id, fields["inputs"]))
         elif type_ == protocol.GENERATE:
             item = self.served.get(fields["generator"])
@@ -226,6 +238,10 @@ class Worker:
                 state = self.work.get(request_id)
             if state is None or state["cancelled"]:
                 self.finish(request_id, protocol.error(request_id, protocol.CANCELLED, "cancelled"))
+                continue
+            if state.get("deadline") is not None and time.monotonic() >= state["deadline"]:
+                # Waited here past its deadline: nobody would use the outputs.
+                self.finish(request_id, protocol.error(request_id, protocol.DEADLINE_EXCEEDED, "deadline passed"))
                 continue
             _current.state = state
             try:
