@@ -52,8 +52,11 @@ def embed(sentences):
     return (pooled / numpy.clip(norms, 1e-12, None)).astype(numpy.float32)
 
 
+# The batch size the worker asks for (PROTOCOL.md §11.1), which the server's --batch-size does
+# not override: MINILM_BATCH_SIZE=1 serves one sentence at a time.
 mo_hinh = MoHinh(ten=os.environ.get("VAI_WORKER_MODEL", "minilm"), ham_du_doan=lambda batch: list(embed(batch)),
-                 kich_thuoc_batch=32, dau_vao="text", ket_qua="vector", so_chieu=DIMENSIONS)
+                 kich_thuoc_batch=int(os.environ.get("MINILM_BATCH_SIZE", "32")), dau_vao="text", ket_qua="vector",
+                 so_chieu=DIMENSIONS)
 
 if __name__ == "__main__":
     chay(mo_hinh)
