@@ -312,6 +312,11 @@ struct RPCServerCommand: AsyncParsableCommand {
     }
     var configuration = WorkerSupervisor.Configuration(commands: commands, attached: attached)
     if let workerListen {
+      guard !attached.isEmpty || !commands.isEmpty else {
+        throw ValidationError(
+          "--worker-listen serves nothing without --attach-model, --attach-generator or --worker"
+        )
+      }
       let (host, port) = try Self.hostAndPort(workerListen, flag: "--worker-listen")
       configuration.attachHost = host
       configuration.attachPort = port
