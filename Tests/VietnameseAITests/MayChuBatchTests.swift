@@ -451,6 +451,30 @@ struct MayChuBatchTests {
     #expect(statistics.batchSizeTB == 4)
   }
 
+  @Test("a group request queues in the lane it names, and that lane's batches run on its executor")
+  func groupRequestsTakeTheirLane() {
+    typealias State = MayChuBatch<Int, Int>.State
+    var state = State(kichThuocBatch: 2, timeoutBatch: 0, soWorker: 2, toiDaCho: 100)
+    state.lifecycle = .running
+    let executor = CountingExecutor()
+    let group: State.Waiter = .group({ _ in }, State.GroupResults(count: 2))
+    var actions = State.Actions()
+    state.accept(
+      ticket: 1,
+      waiter: group,
+      inputs: [1, 2],
+      deadline: nil,
+      now: 0,
+      lane: 1,
+      executor: executor,
+      into: &actions
+    )
+    state.dispatch(now: 0, into: &actions)
+    #expect(actions.batches.count == 1)
+    #expect(actions.batches.first?.items.map(\.input) == [1, 2])
+    #expect(actions.batches.first?.executor as? CountingExecutor === executor)
+  }
+
   @Test("a deadline of zero or less fails at once")
   func nonPositiveDeadline() async throws {
     let server = MayChuBatch(moHinh: Doubler(), timeoutBatch: .zero)

@@ -245,6 +245,8 @@ extension MayChuBatch {
       inputs: some Collection<DauVao>,
       deadline: Int64?,
       now: Int64,
+      lane requested: Int = 0,
+      executor requestedExecutor: (any TaskExecutor)? = nil,
       into actions: inout Actions
     ) {
       if let error = admit(count: inputs.count) {
@@ -255,15 +257,17 @@ extension MayChuBatch {
         return actions.fail(waiter, with: Self.deadlineError())
       }
       tickets.insert(Ticket(waiter: waiter, queued: inputs.count, deadline: deadline), forKey: id)
-      var lane = 0
+      var lane = requested
+      var executor = requestedExecutor
       if case .tagged(let sink, _) = waiter {
         lane = sink.lane
-        while lanes.count <= lane {
-          lanes.append(Deque())
-          laneExecutors.append(nil)
-        }
-        if laneExecutors[lane] == nil { laneExecutors[lane] = sink.executor }
+        executor = sink.executor
       }
+      while lanes.count <= lane {
+        lanes.append(Deque())
+        laneExecutors.append(nil)
+      }
+      if laneExecutors[lane] == nil { laneExecutors[lane] = executor }
       var index = 0
       for input in inputs {
         lanes[lane].append(Item(ticket: id, index: index, input: input, arrival: now))

@@ -295,6 +295,9 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   /// lock, on whatever thread finished the ticket (possibly before this method returns, if
   /// the request is refused at once).
   ///
+  /// `lane` and `executor` are as a ``BatchSink``'s: a caller on an event loop queues in its
+  /// loop's lane, whose batches run on the loop, so that the answer needs no hop back.
+  ///
   /// - Returns: The ticket, for ``cancel(ticket:)``.
   @_specialize(exported:true,where DauVao == String, KetQua == String)
   @_specialize(exported:true,where DauVao == [UInt8], KetQua == [UInt8])
@@ -303,6 +306,8 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   package func submitBatch(
     _ dauVao: [DauVao],
     deadline: Duration?,
+    lane: Int = 0,
+    executor: (any TaskExecutor)? = nil,
     completion: @escaping @Sendable (Result<[KetQua], any Error>) -> Void
   ) -> UInt64 {
     let id = nextTicket.wrappingAdd(1, ordering: .relaxed).oldValue
@@ -314,7 +319,9 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
       ticket: id,
       waiter: .group(completion, State.GroupResults(count: dauVao.count)),
       inputs: dauVao,
-      deadline: deadline
+      deadline: deadline,
+      lane: lane,
+      executor: executor
     )
     return id
   }
@@ -339,13 +346,24 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     ticket id: UInt64,
     waiter: State.Waiter,
     inputs: some Collection<DauVao> & Sendable,
-    deadline: Duration?
+    deadline: Duration?,
+    lane: Int = 0,
+    executor: (any TaskExecutor)? = nil
   ) {
     let now = clock.nowNanoseconds()
     let deadlineAt = deadline.map { now.addingSaturating($0.nanoseconds) }
     let actions = state.withLock { state in
       var actions = State.Actions()
-      state.accept(ticket: id, waiter: waiter, inputs: inputs, deadline: deadlineAt, now: now, into: &actions)
+      state.accept(
+        ticket: id,
+        waiter: waiter,
+        inputs: inputs,
+        deadline: deadlineAt,
+        now: now,
+        lane: lane,
+        executor: executor,
+        into: &actions
+      )
       state.dispatch(now: now, into: &actions)
       return actions
     }

@@ -328,7 +328,8 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
       model: request.model,
       inputs: request.inputs,
       deadline: WireProtocol.deadline(milliseconds: request.deadlineMilliseconds),
-      client: state.clientID
+      client: state.clientID,
+      lane: lane
     ) { result in
       let outcome: StateMachine<Work>.Outcome
       switch result {

@@ -20,6 +20,8 @@ final class HTTPDoor: Sendable {
   let connections: HTTPConnections
   let requestMetrics: HTTPRequestMetrics
   let logger: Logger
+  /// The event loops' lanes in the batchers, as the binary door's connections use them.
+  let lanes: BatchLanes
   private let binaryConnections: @Sendable () -> Int
 
   init(
@@ -27,10 +29,12 @@ final class HTTPDoor: Sendable {
     settings: RPCServer.Configuration.HTTP,
     host: String,
     maxConnections: Int,
+    lanes: BatchLanes,
     binaryConnections: @escaping @Sendable () -> Int,
     logger: Logger
   ) {
     self.core = core
+    self.lanes = lanes
     self.binaryConnections = binaryConnections
     self.settings = settings
     self.host = settings.host ?? host
@@ -104,6 +108,7 @@ final class HTTPDoor: Sendable {
       inputs: inputs,
       deadline: deadline,
       client: client,
+      lane: lanes.lane(for: context.channel.eventLoop),
       work: work
     )
   }

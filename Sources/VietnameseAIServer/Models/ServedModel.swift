@@ -58,7 +58,8 @@ public final class ServedModel: Sendable {
   /// The most inputs that may wait in the model's queue: a batch predict of more can never be
   /// taken.
   let queueCapacity: Int
-  let submitBatch: @Sendable ([ByteBuffer], Duration?, @escaping Completion<[ByteBuffer]>) throws -> UInt64
+  let submitBatch:
+    @Sendable ([ByteBuffer], Duration?, BatchLanes.Lane?, @escaping Completion<[ByteBuffer]>) throws -> UInt64
   let makeSink: @Sendable (_ lane: Int, _ executor: (any TaskExecutor)?, @escaping SinkReceiver) -> Sink
   let cancel: @Sendable (UInt64) -> Void
   let statistics: @Sendable () -> ThongKeBatch
@@ -129,9 +130,12 @@ public final class ServedModel: Sendable {
     self.isReady = isReady
     self.describe = signature
     self.queueCapacity = batcher.toiDaCho
-    self.submitBatch = { items, deadline, completion in
+    self.submitBatch = { items, deadline, lane, completion in
       let inputs = try items.map(decode)
-      return batcher.submitBatch(inputs, deadline: deadline) { completion($0.map(encodeAll)) }
+      return batcher.submitBatch(inputs, deadline: deadline, lane: lane?.index ?? 0, executor: lane?.executor)
+      {
+        completion($0.map(encodeAll))
+      }
     }
     self.makeSink = { lane, executor, receive in
       let sink = BatchSink<KetQua>(lane: lane, executor: executor) { outcomes in

@@ -269,6 +269,7 @@ public final class RPCServer: Service, Sendable {
       settings: settings,
       host: configuration.host,
       maxConnections: configuration.maxConnections,
+      lanes: BatchLanes(group: group, runOnLoops: configuration.batchesRunOnEventLoops),
       binaryConnections: { registry.count },
       logger: logger
     )

@@ -273,6 +273,7 @@ final class ServingCore: Sendable {
     inputs: [ByteBuffer],
     deadline: Duration?,
     client: String,
+    lane: BatchLanes.Lane? = nil,
     completion: @escaping @Sendable (Result<[ByteBuffer], ServingError>) -> Void
   ) -> Result<ModelTicket, ServingError> {
     let model: ServedModel
@@ -290,7 +291,7 @@ final class ServingCore: Sendable {
     }
     if let refusal = charge(client, cost: Admission.cost(inputs: inputs.count)) { return .failure(refusal) }
     do {
-      let ticket = try model.submitBatch(inputs, deadline) {
+      let ticket = try model.submitBatch(inputs, deadline, lane) {
         completion($0.mapError(ServingError.init))
       }
       return .success(ModelTicket(model: model, ticket: ticket))
@@ -306,12 +307,19 @@ final class ServingCore: Sendable {
     inputs: [ByteBuffer],
     deadline: Duration?,
     client: String,
+    lane: BatchLanes.Lane? = nil,
     work: CancellableWork = CancellableWork()
   ) async throws(ServingError) -> [ByteBuffer] {
     let result = await withTaskCancellationHandler {
       await withCheckedContinuation {
         (continuation: CheckedContinuation<Result<[ByteBuffer], ServingError>, Never>) in
-        let started = batchPredict(model: name, inputs: inputs, deadline: deadline, client: client) {
+        let started = batchPredict(
+          model: name,
+          inputs: inputs,
+          deadline: deadline,
+          client: client,
+          lane: lane
+        ) {
           continuation.resume(returning: $0)
         }
         switch started {
