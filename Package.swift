@@ -98,6 +98,16 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // The small Redis client the shared rate limits need: RESP2 on SwiftNIO, pipelined.
+    .target(
+      name: "VietnameseAIRedis",
+      dependencies: [
+        .product(name: "DequeModule", package: "swift-collections"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: swiftSettings
+    ),
     // The client SDK. NIO stays behind its API.
     .target(
       name: "VietnameseAIClient",
@@ -201,6 +211,15 @@ let package = Package(
         "TestSupport",
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "VietnameseAIRedisTests",
+      dependencies: [
+        "VietnameseAIRedis",
+        "TestSupport",
+        .product(name: "NIOCore", package: "swift-nio"),
       ],
       swiftSettings: swiftSettings
     ),
