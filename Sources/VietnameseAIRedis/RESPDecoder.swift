@@ -37,39 +37,30 @@ public struct RESPDecoder: Sendable {
     case UInt8(ascii: ":"):
       value = .integer(try integer(line))
     case UInt8(ascii: "$"):
-      let length = try integer(line)
-      if length == -1 {
-        value = .bulkString(nil)
-      } else {
-        guard length >= 0, length <= maxBulkLength else {
-          throw RedisError(.protocolError, "a bulk string of \(length) bytes")
-        }
-        let count = Int(length)
+      if let count = try length(line, limit: maxBulkLength, of: "a bulk string") {
         guard buffer.writerIndex - at >= count + 2 else { return nil }
         guard buffer.getInteger(at: at + count, as: UInt16.self) == 0x0D0A else {
           throw RedisError(.protocolError, "a bulk string not ended by CRLF")
         }
         value = .bulkString(buffer.getSlice(at: at, length: count))
         at += count + 2
+      } else {
+        value = .bulkString(nil)
       }
     case UInt8(ascii: "*"):
-      let count = try integer(line)
-      if count == -1 {
-        value = .array(nil)
-      } else {
-        guard count >= 0, count <= maxArrayCount else {
-          throw RedisError(.protocolError, "an array of \(count) elements")
-        }
+      if let count = try length(line, limit: maxArrayCount, of: "an array") {
         guard depth < maxDepth else {
           throw RedisError(.protocolError, "arrays nested deeper than \(maxDepth)")
         }
         var elements: [RESPValue] = []
-        elements.reserveCapacity(min(Int(count), 1024))
+        elements.reserveCapacity(min(count, 1024))
         for _ in 0..<count {
           guard let element = try parse(buffer, at: &at, depth: depth + 1) else { return nil }
           elements.append(element)
         }
         value = .array(elements)
+      } else {
+        value = .array(nil)
       }
     default:
       throw RedisError(.protocolError, "a reply starting with byte \(kind)")
@@ -100,6 +91,17 @@ public struct RESPDecoder: Sendable {
       throw RedisError(.protocolError, "a line longer than \(maxLineLength) bytes")
     }
     return nil
+  }
+
+  /// A bulk string's or an array's length prefix: `nil` for -1 (the null value), else a
+  /// count within `0...limit`.
+  private func length(_ line: ByteBufferView, limit: Int, of what: String) throws(RedisError) -> Int? {
+    let length = try integer(line)
+    if length == -1 { return nil }
+    guard length >= 0, length <= limit else {
+      throw RedisError(.protocolError, "\(what) of length \(length)")
+    }
+    return Int(length)
   }
 
   private func text(_ bytes: ByteBufferView) throws(RedisError) -> String {
