@@ -102,6 +102,7 @@ let package = Package(
     .target(
       name: "VietnameseAIRedis",
       dependencies: [
+        "VietnameseAIConcurrency",
         .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

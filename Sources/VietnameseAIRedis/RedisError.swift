@@ -1,6 +1,7 @@
 /// A command that got no reply: the reply was malformed, the connection failed or closed, or
-/// the reply did not come in time. An error *reply* from Redis is not one of these: it is
-/// ``RESPValue/error(_:)``.
+/// the reply did not come in time. An error *reply* from Redis is ``RESPValue/error(_:)``,
+/// which ``RedisConnection/send(_:)`` returns; a caller that needs a result turns it into
+/// ``Code/commandFailed``.
 public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
   public struct Code: Hashable, Sendable, CustomStringConvertible {
     let name: String
@@ -11,6 +12,8 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
     /// No reply within the command's timeout; the connection closes, since later replies
     /// could no longer be matched to their commands.
     public static let timedOut = Code(name: "timed out")
+    /// Redis answered with an error where the caller needed a result (a script that failed).
+    public static let commandFailed = Code(name: "command failed")
     public var description: String { name }
   }
 

@@ -35,6 +35,15 @@ final class RedisServer: Sendable {
     throw RedisError(.connectionClosed, "redis-server did not start")
   }
 
+  /// Runs `body` with a connection to a server of its own, then stops both.
+  static func withConnection(_ body: (RedisConnection) async throws -> Void) async throws {
+    let server = try await RedisServer()
+    defer { server.stop() }
+    let redis = try await RedisConnection.connect(host: "127.0.0.1", port: server.port)
+    defer { Task { await redis.close() } }
+    try await body(redis)
+  }
+
   func stop() {
     if process.isRunning {
       kill(process.processIdentifier, SIGKILL)
@@ -50,41 +59,37 @@ final class RedisServer: Sendable {
 struct RedisConnectionTests {
   @Test("commands get their replies; a pipeline of 1000 gets them in order; an error reply leaves it usable")
   func replies() async throws {
-    let server = try await RedisServer()
-    defer { server.stop() }
-    let redis = try await RedisConnection.connect(host: "127.0.0.1", port: server.port)
-    #expect(try await redis.send(["PING"]) == .simpleString("PONG"))
-    #expect(try await redis.send(["SET", "khóa", "giá trị"]) == .simpleString("OK"))
-    #expect(try await redis.send(["GET", "khóa"]).text == "giá trị")
-    #expect(try await redis.send(["GET", "không có"]) == .bulkString(nil))
-    let counts = try await redis.send(pipeline: (0..<1000).map { _ in ["INCR", "n"] })
-    #expect(counts == (1...1000).map { RESPValue.integer(Int64($0)) })
-    guard case .error(let message) = try await redis.send(["NO-SUCH-COMMAND"]) else {
-      Issue.record("an unknown command is an error reply")
-      return
+    try await RedisServer.withConnection { (redis) async throws(any Error) in
+      #expect(try await redis.send(["PING"]) == .simpleString("PONG"))
+      #expect(try await redis.send(["SET", "khóa", "giá trị"]) == .simpleString("OK"))
+      #expect(try await redis.send(["GET", "khóa"]).text == "giá trị")
+      #expect(try await redis.send(["GET", "không có"]) == .bulkString(nil))
+      let counts = try await redis.send(pipeline: (0..<1000).map { _ in ["INCR", "n"] })
+      #expect(counts == (1...1000).map { RESPValue.integer(Int64($0)) })
+      guard case .error(let message) = try await redis.send(["NO-SUCH-COMMAND"]) else {
+        Issue.record("an unknown command is an error reply")
+        return
+      }
+      #expect(message.hasPrefix("ERR"))
+      #expect(try await redis.send(["GET", "n"]).integer == 1000)
     }
-    #expect(message.hasPrefix("ERR"))
-    #expect(try await redis.send(["GET", "n"]).integer == 1000)
-    await redis.close()
   }
 
   @Test("callers on many tasks share one connection, each getting its own reply")
   func concurrent() async throws {
-    let server = try await RedisServer()
-    defer { server.stop() }
-    let redis = try await RedisConnection.connect(host: "127.0.0.1", port: server.port)
-    try await withThrowingTaskGroup(of: Void.self) { group in
-      for index in 0..<200 {
-        group.addTask {
-          let set = try await redis.send(["SET", "k\(index)", "\(index)"])
-          let got = try await redis.send(["GET", "k\(index)"])
-          #expect(set == .simpleString("OK"))
-          #expect(got.text == "\(index)")
+    try await RedisServer.withConnection { (redis) async throws(any Error) in
+      try await withThrowingTaskGroup(of: Void.self) { group in
+        for index in 0..<200 {
+          group.addTask {
+            let set = try await redis.send(["SET", "k\(index)", "\(index)"])
+            let got = try await redis.send(["GET", "k\(index)"])
+            #expect(set == .simpleString("OK"))
+            #expect(got.text == "\(index)")
+          }
         }
+        try await group.waitForAll()
       }
-      try await group.waitForAll()
     }
-    await redis.close()
   }
 
   @Test("a server that goes away fails the commands waiting and the later ones, typed")

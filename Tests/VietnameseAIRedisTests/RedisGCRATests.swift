@@ -1,0 +1,80 @@
+import Testing
+import VietnameseAIRedis
+
+@Suite(
+  "GCRA in Redis",
+  .enabled(if: RedisServer.available, "needs redis-server (apt-get install redis-server)")
+)
+struct RedisGCRATests {
+  @Test("a burst passes at once, then one unit per emission interval, with the time to wait")
+  func burst() async throws {
+    try await RedisServer.withConnection { (redis) async throws(any Error) in
+      let runner = RedisGCRARunner(limit: RedisGCRA(rate: 10, period: .seconds(1), burst: 5))
+      var remaining: [Int] = []
+      for _ in 0..<5 {
+        let grant = try await runner.acquire("client-a", want: 1, on: redis)
+        #expect(grant.granted == 1)
+        remaining.append(grant.remaining)
+      }
+      #expect(remaining == [4, 3, 2, 1, 0])
+      let refused = try await runner.acquire("client-a", want: 1, on: redis)
+      #expect(refused.granted == 0)
+      #expect(refused.retryAfter > .zero && refused.retryAfter <= .milliseconds(100))
+      // Another client has its own limit.
+      #expect(try await runner.acquire("client-b", want: 1, on: redis).granted == 1)
+    }
+  }
+
+  @Test("a lease takes as many units as the limit allows now, up to what it asks for")
+  func lease() async throws {
+    try await RedisServer.withConnection { (redis) async throws(any Error) in
+      let runner = RedisGCRARunner(limit: RedisGCRA(rate: 1, period: .seconds(60), burst: 5))
+      #expect(try await runner.acquire("k", want: 3, on: redis).granted == 3)
+      #expect(try await runner.acquire("k", want: 3, on: redis).granted == 2)
+      let empty = try await runner.acquire("k", want: 3, on: redis)
+      #expect(empty.granted == 0)
+      #expect(empty.retryAfter > .seconds(50) && empty.retryAfter <= .seconds(60))
+    }
+  }
+
+  @Test("after SCRIPT FLUSH (or a restart) the script is loaded again")
+  func reload() async throws {
+    try await RedisServer.withConnection { (redis) async throws(any Error) in
+      let runner = RedisGCRARunner(limit: RedisGCRA(rate: 100, period: .seconds(1), burst: 10))
+      #expect(try await runner.acquire("k", want: 1, on: redis).granted == 1)
+      #expect(try await redis.send(["SCRIPT", "FLUSH"]) == .simpleString("OK"))
+      #expect(try await runner.acquire("k", want: 1, on: redis).granted == 1)
+    }
+  }
+
+  @Test("three servers sharing one key admit the rate plus the burst, not three times it")
+  func shared() async throws {
+    let server = try await RedisServer()
+    defer { server.stop() }
+    let limit = RedisGCRA(rate: 20, period: .seconds(1), burst: 5)
+    let started = ContinuousClock.now
+    let granted = try await withThrowingTaskGroup(of: Int.self) { group in
+      for _ in 0..<3 {
+        group.addTask {
+          let redis = try await RedisConnection.connect(host: "127.0.0.1", port: server.port)
+          let runner = RedisGCRARunner(limit: limit)
+          var total = 0
+          while ContinuousClock.now - started < .milliseconds(1500) {
+            total += try await runner.acquire("shared", want: 1, on: redis).granted
+          }
+          await redis.close()
+          return total
+        }
+      }
+      return try await group.reduce(0, +)
+    }
+    let elapsed = ContinuousClock.now - started
+    // 20/s for the time the callers ran, plus the burst; a unit either side for the edges.
+    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+    let expected = 20 * seconds + 5
+    #expect(
+      Double(granted) >= expected - 20 * 0.2 - 1 && Double(granted) <= expected + 1,
+      "\(granted) in \(elapsed)"
+    )
+  }
+}
