@@ -89,12 +89,13 @@ struct HostileInputTests {
 
   @Test("a handshake that never finishes is closed at the handshake timeout", .timeLimit(.minutes(3)))
   func slowloris() async throws {
-    let configuration = TestServer.configuration { $0.handshakeTimeout = .milliseconds(300) }
+    let configuration = TestServer.configuration { $0.handshakeTimeout = .seconds(1) }
     try await TestServer.with(configuration: configuration) { server in
       let silent = try await RawConnection.connect(port: server.port)
       let dribbling = try await RawConnection.connect(port: server.port)
-      // Five bytes of a header, then nothing more.
-      try await dribbling.send([0, 0, 0, 12, 1])
+      // Five bytes of a header, then nothing more. On a loaded machine the timeout may have
+      // closed the connection already: the checks below hold either way.
+      try? await dribbling.send([0, 0, 0, 12, 1])
       for connection in [silent, dribbling] {
         try await connection.waitUntilClosed()
         let frames = try connection.receivedFrames()
