@@ -12,6 +12,8 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
     /// No reply within the command's timeout; the connection closes, since later replies
     /// could no longer be matched to their commands.
     public static let timedOut = Code(name: "timed out")
+    /// An address that is not `redis://HOST[:PORT][/DB]`.
+    public static let invalidURL = Code(name: "invalid URL")
     /// Redis answered with an error where the caller needed a result (a script that failed).
     public static let commandFailed = Code(name: "command failed")
     public var description: String { name }

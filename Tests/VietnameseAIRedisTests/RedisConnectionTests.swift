@@ -12,11 +12,16 @@ final class RedisServer: Sendable {
   let port: Int
   private let process: Process
 
-  init() async throws {
-    let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-      .bind(host: "127.0.0.1", port: 0).get()
-    port = try #require(probe.localAddress?.port)
-    try await probe.close()
+  /// Starts a server on `port`, or on a free port.
+  init(port chosen: Int? = nil) async throws {
+    if let chosen {
+      port = chosen
+    } else {
+      let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .bind(host: "127.0.0.1", port: 0).get()
+      port = try #require(probe.localAddress?.port)
+      try await probe.close()
+    }
     process = Process()
     process.executableURL = URL(fileURLWithPath: Self.binary)
     process.arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
