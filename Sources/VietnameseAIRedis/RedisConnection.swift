@@ -22,18 +22,21 @@ public final class RedisConnection: Sendable {
 
   /// Connects to the Redis server at `host`:`port`.
   ///
-  /// - Parameter timeout: How long the connection, and then each command, may take.
+  /// - Parameters:
+  ///   - timeout: How long each command may take, and the connection unless `connectTimeout`
+  ///     says otherwise.
   /// - Throws: ``RedisError`` (`connectionClosed`) if no connection is made in time.
   public static func connect(
     host: String,
     port: Int,
     timeout: Duration = .seconds(1),
+    connectTimeout: Duration? = nil,
     decoder: RESPDecoder = RESPDecoder(),
     group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
   ) async throws(RedisError) -> RedisConnection {
     do {
       let channel = try await ClientBootstrap(group: group)
-        .connectTimeout(TimeAmount(timeout))
+        .connectTimeout(TimeAmount(connectTimeout ?? timeout))
         .channelOption(.socketOption(.tcp_nodelay), value: 1)
         .channelInitializer { channel in
           channel.eventLoop.makeCompletedFuture {

@@ -33,6 +33,7 @@ struct RedisClientTests {
   func reconnects() async throws {
     let first = try await RedisServer()
     var configuration = RedisClient.Configuration(host: "127.0.0.1", port: first.port)
+    configuration.timeout = RedisServer.patient
     configuration.reconnectDelay = .milliseconds(50)
     configuration.maxReconnectDelay = .milliseconds(200)
     let client = RedisClient(configuration: configuration)
@@ -57,9 +58,12 @@ struct RedisClientTests {
   func database() async throws {
     let server = try await RedisServer()
     defer { server.stop() }
-    let client = RedisClient(configuration: try .init(url: "redis://127.0.0.1:\(server.port)/3"))
+    var configuration = try RedisClient.Configuration(url: "redis://127.0.0.1:\(server.port)/3")
+    configuration.timeout = RedisServer.patient
+    let client = RedisClient(configuration: configuration)
     #expect(try await client.send(["SET", "k", "ba"]) == .simpleString("OK"))
-    let plain = RedisClient(configuration: .init(host: "127.0.0.1", port: server.port))
+    configuration.database = 0
+    let plain = RedisClient(configuration: configuration)
     #expect(try await plain.send(["GET", "k"]) == .bulkString(nil))
     #expect(try await plain.send(pipeline: [["SELECT", "3"], ["GET", "k"]])[1].text == "ba")
     await client.close()

@@ -40,11 +40,14 @@ final class RedisServer: Sendable {
     throw RedisError(.connectionClosed, "redis-server did not start")
   }
 
+  /// A timeout for commands that must not fail on a machine slowed by the Thread Sanitizer.
+  static let patient: Duration = .seconds(30)
+
   /// Runs `body` with a connection to a server of its own, then stops both.
   static func withConnection(_ body: (RedisConnection) async throws -> Void) async throws {
     let server = try await RedisServer()
     defer { server.stop() }
-    let redis = try await RedisConnection.connect(host: "127.0.0.1", port: server.port)
+    let redis = try await RedisConnection.connect(host: "127.0.0.1", port: server.port, timeout: Self.patient)
     defer { Task { await redis.close() } }
     try await body(redis)
   }
@@ -100,7 +103,11 @@ struct RedisConnectionTests {
   @Test("a server that goes away fails the commands waiting and the later ones, typed")
   func serverGone() async throws {
     let server = try await RedisServer()
-    let redis = try await RedisConnection.connect(host: "127.0.0.1", port: server.port)
+    let redis = try await RedisConnection.connect(
+      host: "127.0.0.1",
+      port: server.port,
+      timeout: RedisServer.patient
+    )
     let blocked = Task { try await redis.send(["BLPOP", "never", "0"]) }
     try await Task.sleep(for: .milliseconds(100))
     server.stop()
@@ -119,7 +126,8 @@ struct RedisConnectionTests {
     let redis = try await RedisConnection.connect(
       host: "127.0.0.1",
       port: server.port,
-      timeout: .milliseconds(200)
+      timeout: .milliseconds(200),
+      connectTimeout: .seconds(30)
     )
     do {
       _ = try await redis.send(["BLPOP", "never", "0"])

@@ -57,7 +57,11 @@ struct RedisGCRATests {
     let granted = try await withThrowingTaskGroup(of: Int.self) { group in
       for _ in 0..<3 {
         group.addTask {
-          let redis = try await RedisConnection.connect(host: "127.0.0.1", port: server.port)
+          let redis = try await RedisConnection.connect(
+            host: "127.0.0.1",
+            port: server.port,
+            timeout: RedisServer.patient
+          )
           let runner = RedisGCRARunner(limit: limit)
           var total = 0
           // Asking for more than can be had: each call takes all that accrued since the
