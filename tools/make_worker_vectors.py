@@ -15,9 +15,12 @@ Run it after changing §11, then `tools/check_vectors.py` (the Python worker lib
 `swift test` (the server's codec).
 """
 
-import json
 import os
 import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_vectors import frame_hex, write_files  # noqa: E402  (the same file layout)
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Protocol", "vectors", "worker")
 
@@ -91,13 +94,6 @@ def encode(frame, body=None, type_byte=None, version=1, flags=0, length=None):
     body = payload(frame) if body is None else body
     return struct.pack(">IBBBI", len(body) if length is None else length, version,
                        TYPES[frame["type"]] if type_byte is None else type_byte, flags, frame["request_id"]) + body
-
-
-def frame_hex(data):
-    head, body = data[:11], data[11:]
-    parts = [head[0:4].hex(), head[4:5].hex(), head[5:6].hex(), head[6:7].hex(), head[7:11].hex()]
-    rows = [body[i:i + 32].hex() for i in range(0, len(body), 32)]
-    return " ".join(parts) + ("\n" + "\n".join(rows) if rows else "")
 
 
 vectors = []
@@ -201,15 +197,7 @@ invalid("welcome-then-garbage", "A good WORKER_WELCOME, then a frame of unknown 
 
 
 def main():
-    os.makedirs(OUT, exist_ok=True)
-    for old in os.listdir(OUT):
-        if old.endswith(".json"):
-            os.remove(os.path.join(OUT, old))
-    for vector in vectors:
-        with open(os.path.join(OUT, vector["name"] + ".json"), "w", encoding="utf-8") as f:
-            json.dump(vector, f, ensure_ascii=False, indent=2)
-            f.write("\n")
-    print("wrote %d vectors to %s" % (len(vectors), os.path.normpath(OUT)))
+    write_files(OUT, vectors, "worker vectors")
 
 
 if __name__ == "__main__":

@@ -426,10 +426,14 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
   /// deadline): a model that honours cancellation then gives its worker back at once.
   private func run(_ batch: [State.Item], id: UInt64) async {
     var batch = batch
-    if batch.count < kichThuocBatch {
-      let actions = state.withLock { $0.topUp(&batch, id: id, now: clock.nowNanoseconds()) }
-      perform(actions)
+    // One lock: the batch takes what arrived since it was formed, and the latest deadline of
+    // its requests, for a model that can stop (a worker told its deadline in RUN_BATCH).
+    let now = clock.nowNanoseconds()
+    let (toppedUp, latest) = state.withLock { state in
+      let actions = batch.count < kichThuocBatch ? state.topUp(&batch, id: id, now: now) : State.Actions()
+      return (actions, state.latestDeadline(of: batch))
     }
+    perform(toppedUp)
     if Task.isCancelled {
       // Every request of the batch ended before it started: do not bother the model.
       let actions = state.withLock {
@@ -442,13 +446,14 @@ public final class MayChuBatch<DauVao: Sendable, KetQua: Sendable>: Sendable {
     let result: Result<[KetQua], VietnameseAIError>
     let observer = self.observer.withLock { $0 }
     let started = observer == nil ? 0 : clock.nowNanoseconds()
-    // The time the batch's work is of use, for a model that can stop (a worker told its
-    // deadline in RUN_BATCH); read only by a model that asks for it.
-    let deadline = state.withLock { $0.latestDeadline(of: batch) }.map { at in
-      Duration.nanoseconds(max(at - clock.nowNanoseconds(), 0))
-    }
     do {
-      let outputs = try await BatchDeadline.$remaining.withValue(deadline) { try await hamDuDoan(inputs) }
+      let outputs: [KetQua]
+      if let latest {
+        let remaining = Duration.nanoseconds(max(latest - clock.nowNanoseconds(), 0))
+        outputs = try await BatchDeadline.$remaining.withValue(remaining) { try await hamDuDoan(inputs) }
+      } else {
+        outputs = try await hamDuDoan(inputs)
+      }
       if outputs.count == inputs.count {
         result = .success(outputs)
       } else {

@@ -385,11 +385,8 @@ final class ServingCore: Sendable {
         return .failure(ServingError(reported))
       }
     }
-    // The generator's task inherits the limits, for a generator that honours them itself.
-    var limits = GenerationLimits.current ?? GenerationLimits()
-    if let deadline, limits.deadline == nil { limits.deadline = ContinuousClock.now + deadline }
-    let started = GenerationLimits.$current.withValue(limits) {
-      streams.start(
+    let start = {
+      self.streams.start(
         prompt,
         clientID: client,
         generator: generator,
@@ -398,6 +395,16 @@ final class ServingCore: Sendable {
         onToken: onToken,
         onEnd: { onEnd($0.mapError(ServingError.init)) }
       )
+    }
+    // The generator's task inherits the limits, for a generator that honours them itself;
+    // a stream without any binds none.
+    let started: Result<PhienStream, VietnameseAIError>
+    if GenerationLimits.current == nil, deadline == nil {
+      started = start()
+    } else {
+      var limits = GenerationLimits.current ?? GenerationLimits()
+      if let deadline, limits.deadline == nil { limits.deadline = ContinuousClock.now + deadline }
+      started = GenerationLimits.$current.withValue(limits, operation: start)
     }
     return started.map(OpenedStream.task).mapError(ServingError.init)
   }
