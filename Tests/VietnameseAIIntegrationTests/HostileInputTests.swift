@@ -113,7 +113,9 @@ struct HostileInputTests {
     .timeLimit(.minutes(3))
   )
   func idleTimeout() async throws {
-    let configuration = TestServer.configuration { $0.idleTimeout = .milliseconds(300) }
+    // Long enough that the busy connection's first write, right after it connects, comes in
+    // time on a machine loaded under TSan.
+    let configuration = TestServer.configuration { $0.idleTimeout = .seconds(1) }
     let gate = Gate()
     try await TestServer.with(configuration: configuration, models: [gatedModel(gate: gate)]) { server in
       let idle = try await RawConnection.connected(port: server.port)
@@ -133,7 +135,7 @@ struct HostileInputTests {
       }
       #expect(goAway.code == .unavailable && goAway.message.contains("idle"), "\(goAway)")
       // Several idle timeouts later, the busy connection is still open and gets its answer.
-      try await Task.sleep(for: .seconds(1))
+      try await Task.sleep(for: .seconds(3))
       #expect(!busy.isClosed)
       gate.open()
       let answered = try await busy.frames(count: 2)  // WELCOME, RESULT
