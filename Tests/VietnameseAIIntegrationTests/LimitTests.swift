@@ -2,11 +2,11 @@ import Foundation
 import Logging
 import NIOCore
 import ServiceLifecycle
-import Synchronization
 import TestSupport
 import Testing
 import VietnameseAI
 import VietnameseAIClient
+@_spi(Locking) import VietnameseAIConcurrency
 import VietnameseAIServer
 import VietnameseAIWire
 
@@ -298,7 +298,7 @@ struct LimitTests {
 
 /// Every log line, message and metadata, kept in memory.
 final class LogLines: LogHandler, Sendable {
-  private let lines = Mutex<[String]>([])
+  private let lines = Locked<[String]>([])
 
   var all: [String] { lines.withLock { $0 } }
 

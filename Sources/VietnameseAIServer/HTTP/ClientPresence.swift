@@ -1,4 +1,4 @@
-import Synchronization
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// Whether the client of one HTTP connection is still there, and the queued work to withdraw
 /// when it leaves.
@@ -12,7 +12,7 @@ final class ClientPresence: Sendable {
     case gone
   }
 
-  private let state = Mutex(State.here(nil))
+  private let state = Locked(State.here(nil))
 
   /// Watches `work` until ``unwatch()``; cancels it at once if the client already left.
   func watch(_ work: CancellableWork) {

@@ -1,12 +1,13 @@
 import NIOCore
 import Synchronization
+@_spi(Locking) import VietnameseAIConcurrency
 
 /// The HTTP door's open connections, against `--max-connections`, and the presence of each
 /// one's client, which the door's handlers find by channel.
 final class HTTPConnections: Sendable {
   let limit: Int
   private let open = Atomic<Int>(0)
-  private let presences = Mutex<[ObjectIdentifier: ClientPresence]>([:])
+  private let presences = Locked<[ObjectIdentifier: ClientPresence]>([:])
 
   init(limit: Int) {
     self.limit = limit
