@@ -85,6 +85,7 @@ let package = Package(
       dependencies: [
         "VietnameseAI",
         "VietnameseAIConcurrency",
+        "VietnameseAIRedis",
         "VietnameseAIWire",
         .product(name: "DequeModule", package: "swift-collections"),
         .product(name: "NIOCore", package: "swift-nio"),

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,37 +22,17 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import live_client  # noqa: E402
+from checks import check, failures, free_port, wait_for  # noqa: E402
 
 CONFIG = os.path.join(HERE, "deploy", "haproxy.cfg")
-failures = []
 
 
-def check(condition, message):
-    print(("ok   " if condition else "FAIL ") + message, flush=True)
-    if not condition:
-        failures.append(message)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(binary, port, http_port):
     return subprocess.Popen([binary, "--port", str(port), "--http-port", str(http_port), "--rate-limit", "1000000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-
-def wait_for(port, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("nothing listens on %d" % port)
 
 
 def predict(port, text):

@@ -133,6 +133,25 @@ struct RPCServerCommand: AsyncParsableCommand {
   @Option(help: "cheDo: token_bucket or sliding_window.")
   var rateMode = "token_bucket"
 
+  @Option(
+    help: """
+      Share each client's rate limit with every server naming this Redis \
+      (redis://HOST[:PORT][/DB]); GCRA in Redis, whatever --rate-mode says.
+      """
+  )
+  var redisUrl: String?
+
+  @Option(
+    help: """
+      Units of a client's limit a server leases from Redis at a time and spends locally; \
+      the servers together admit at most the limit plus one lease each over any window.
+      """
+  )
+  var redisLease = 10
+
+  @Option(help: "While Redis cannot be reached: local (each server decides alone) or refuse (503).")
+  var redisPolicy = "local"
+
   @Option(help: "Largest frame payload accepted, in bytes.")
   var maxFrameSize = 4 * 1024 * 1024
 
@@ -351,6 +370,15 @@ struct RPCServerCommand: AsyncParsableCommand {
     configuration.rateLimit.cuaSo = try seconds(rateWindow, "--rate-window")
     configuration.rateLimit.kichThuocBurst = rateBurst
     configuration.rateLimit.cheDo = try check { try BoGioiHanTocDo.CheDo(parsing: rateMode) }
+    if let redisUrl {
+      var shared = RPCServer.Configuration.SharedRateLimit(redisURL: redisUrl)
+      shared.leaseSize = redisLease
+      guard let policy = RPCServer.Configuration.SharedRateLimit.Policy(rawValue: redisPolicy) else {
+        throw ValidationError("--redis-policy must be local or refuse, got \(redisPolicy)")
+      }
+      shared.policy = policy
+      configuration.sharedRateLimit = shared
+    }
     configuration.streaming.tocDoToken = try seconds(tokenInterval, "--token-interval")
     configuration.streaming.toiDaClient = maxStreams
     configuration.streaming.timeout = try seconds(streamTimeout, "--stream-timeout")

@@ -95,7 +95,8 @@ public final class RedisClient: Sendable {
     await connection?.close()
   }
 
-  private func connection() async throws(RedisError) -> RedisConnection {
+  /// The current connection, making one first if needed; fails as ``send(_:)`` does.
+  public func connection() async throws(RedisError) -> RedisConnection {
     enum Next {
       case use(RedisConnection)
       case wait(Task<Result<RedisConnection, RedisError>, Never>)

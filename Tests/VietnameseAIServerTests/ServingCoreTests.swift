@@ -249,7 +249,7 @@ struct ServingCoreTests {
       onToken: { _ in },
       onEnd: { _ in }
     )
-    guard case .success(.pulled(let tokens)) = first else { return record("\(first)") }
+    guard case .started(.pulled(let tokens)) = first else { return record("\(first)") }
     #expect(tokens.limit?.after == .seconds(5))
     #expect(tokens.limit?.error.code == .deadlineExceeded)
     let second = core.openStream(
@@ -347,5 +347,21 @@ extension Result {
   var failure: Failure? {
     if case .failure(let error) = self { return error }
     return nil
+  }
+}
+
+extension Admitted {
+  var failure: ServingError? {
+    if case .refused(let error) = self { return error }
+    return nil
+  }
+
+  /// What started, or the refusal thrown; a core without a shared limit never waits.
+  func get() throws -> Started {
+    switch self {
+    case .started(let started): return started
+    case .refused(let error): throw error
+    case .awaitingLimit: throw ServingError(.internal, "waiting for a shared limit")
+    }
   }
 }

@@ -249,10 +249,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     case .openStream(let id, let request):
       openStream(id, request)
     case .answerStatistics(let id):
-      switch core.statistics(client: state.clientID) {
-      case .success(let json): finish(id, .statistics(json: json))
-      case .failure(let refusal): finish(id, .failure(refusal))
-      }
+      answerStatistics(id)
     case .cancel(let work):
       cancel(work)
     case .checkIdle(let deadline):
@@ -286,13 +283,45 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     defer { gathered.removeAll(keepingCapacity: true) }
     // A connection that failed while reading is closing: its requests were abandoned.
     guard state.phase != .closed else { return }
-    core.submitPredicts(
-      gathered,
+    submitPredicts(gathered, verdict: nil)
+  }
+
+  private func submitPredicts(_ predicts: [PredictRequest], verdict: LimitVerdict?) {
+    let later = core.submitPredicts(
+      predicts,
       client: state.clientID,
+      verdict: verdict,
       sinks: &sinks,
       accepted: { id, ticket in state.workStarted(id, .model(ticket)) },
       refused: { id, error in finish(id, .failure(error)) }
     )
+    if let later {
+      whenDecided(later) { handler, verdict in handler.submitPredicts(predicts, verdict: verdict) }
+    }
+  }
+
+  /// Calls `resume` with the rate-limit verdict `later` brings, on this connection's loop,
+  /// unless the connection closed meanwhile (its requests were abandoned with it). The
+  /// requests stay in flight until then, so a draining server waits for them.
+  private func whenDecided(
+    _ later: EventLoopFuture<LimitVerdict>,
+    _ resume: @escaping @Sendable (BinaryConnectionHandler, LimitVerdict) -> Void
+  ) {
+    guard let bound, let loop = context?.eventLoop else { return }
+    later.hop(to: loop).whenComplete { result in
+      let handler = bound.value
+      guard handler.state.phase != .closed else { return }
+      resume(handler, LimitVerdict(result))
+    }
+  }
+
+  private func answerStatistics(_ id: UInt32, verdict: LimitVerdict? = nil) {
+    switch core.statistics(client: state.clientID, verdict: verdict) {
+    case .started(let json): finish(id, .statistics(json: json))
+    case .refused(let refusal): finish(id, .failure(refusal))
+    case .awaitingLimit(let later):
+      whenDecided(later) { handler, verdict in handler.answerStatistics(id, verdict: verdict) }
+    }
   }
 
   /// What makes this connection's sink for a model. A batch hands a sink all of its answers
@@ -322,14 +351,15 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
     }
   }
 
-  private func startBatch(_ id: UInt32, _ request: WireMessage.BatchPredict) {
+  private func startBatch(_ id: UInt32, _ request: WireMessage.BatchPredict, verdict: LimitVerdict? = nil) {
     guard let bound, let loop = context?.eventLoop else { return }
     let started = core.batchPredict(
       model: request.model,
       inputs: request.inputs,
       deadline: WireProtocol.deadline(milliseconds: request.deadlineMilliseconds),
       client: state.clientID,
-      lane: lane
+      lane: lane,
+      verdict: verdict
     ) { result in
       let outcome: StateMachine<Work>.Outcome
       switch result {
@@ -343,12 +373,14 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
       }
     }
     switch started {
-    case .success(let ticket): state.workStarted(id, .model(ticket))
-    case .failure(let refusal): finish(id, .failure(refusal))
+    case .started(let ticket): state.workStarted(id, .model(ticket))
+    case .refused(let refusal): finish(id, .failure(refusal))
+    case .awaitingLimit(let later):
+      whenDecided(later) { handler, verdict in handler.startBatch(id, request, verdict: verdict) }
     }
   }
 
-  private func openStream(_ id: UInt32, _ request: WireMessage.StreamOpen) {
+  private func openStream(_ id: UInt32, _ request: WireMessage.StreamOpen, verdict: LimitVerdict? = nil) {
     guard let bound, let loop = context?.eventLoop else { return }
     let gate = self.gate
     let opened = core.openStream(
@@ -356,6 +388,7 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
       prompt: request.prompt,
       deadline: WireProtocol.deadline(milliseconds: request.deadlineMilliseconds),
       client: state.clientID,
+      verdict: verdict,
       pullable: scheduler != nil,
       executor: GeneratorExecutor.shared,
       onToken: { token in
@@ -368,14 +401,16 @@ final class BinaryConnectionHandler: ChannelDuplexHandler {
       }
     )
     switch opened {
-    case .success(.task(let stream)):
+    case .started(.task(let stream)):
       state.workStarted(id, .stream(stream))
-    case .success(.pulled(let source)):
+    case .started(.pulled(let source)):
       let stream = PulledStream(id: id, source: source)
       state.workStarted(id, .pulled(stream))
       scheduler?.start(stream)
-    case .failure(let refusal):
+    case .refused(let refusal):
       finish(id, .failure(refusal))
+    case .awaitingLimit(let later):
+      whenDecided(later) { handler, verdict in handler.openStream(id, request, verdict: verdict) }
     }
   }
 

@@ -54,27 +54,34 @@ final class GenerationFeed: Sendable {
     prompt: String,
     deadline: Duration?,
     client: String
-  ) -> Result<GenerationFeed, ServingError> {
+  ) async -> Result<GenerationFeed, ServingError> {
     let feed = GenerationFeed()
-    let opened = core.openStream(
-      generator: generator,
-      prompt: prompt,
-      deadline: deadline,
-      client: client,
-      pullable: true,
-      executor: nil,
-      onToken: { token in await feed.pipe.send(token) },
-      onEnd: { result in feed.ended(result) }
-    )
-    switch opened {
-    case .success(.task(let session)):
-      feed.state.withLock { $0.session = session }
-    case .success(.pulled(let source)):
-      feed.pull(source)
-    case .failure(let refusal):
-      return .failure(refusal)
+    var verdict: LimitVerdict?
+    while true {
+      let opened = core.openStream(
+        generator: generator,
+        prompt: prompt,
+        deadline: deadline,
+        client: client,
+        verdict: verdict,
+        pullable: true,
+        executor: nil,
+        onToken: { token in await feed.pipe.send(token) },
+        onEnd: { result in feed.ended(result) }
+      )
+      switch opened {
+      case .started(.task(let session)):
+        feed.state.withLock { $0.session = session }
+      case .started(.pulled(let source)):
+        feed.pull(source)
+      case .refused(let refusal):
+        return .failure(refusal)
+      case .awaitingLimit(let later):
+        verdict = await LimitVerdict.waited(later)
+        continue
+      }
+      return .success(feed)
     }
-    return .success(feed)
   }
 
   private func pull(_ source: PulledTokens) {

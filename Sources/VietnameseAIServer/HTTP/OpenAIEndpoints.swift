@@ -124,7 +124,7 @@ struct OpenAIEndpoints {
       return HTTPFailure(.invalidArgument, "stop takes at most 4 sequences").openAIResponse()
     }
     let feed: GenerationFeed
-    let opened = open(
+    let opened = await open(
       generation.model,
       prompt: generation.prompt,
       limits: GenerationLimits(maxTokens: generation.maxTokens, stops: generation.stops),
@@ -223,14 +223,14 @@ struct OpenAIEndpoints {
     timeout: Double?,
     _ request: Request,
     _ context: DoorContext
-  ) -> Result<GenerationFeed, HTTPFailure> {
+  ) async -> Result<GenerationFeed, HTTPFailure> {
     let (client, deadline): (String, Duration?)
     switch admit(request, context, timeout: timeout) {
     case .success(let admitted): (client, deadline) = admitted
     case .failure(let failure): return .failure(failure)
     }
-    return GenerationLimits.$current.withValue(limits) {
-      GenerationFeed.open(
+    return await GenerationLimits.$current.withValue(limits) {
+      await GenerationFeed.open(
         core: core,
         generator: model,
         prompt: prompt,
@@ -322,7 +322,7 @@ struct OpenAIEndpoints {
     case .failure(let error): return HTTPFailure(error).openAIResponse()
     }
     let feed: GenerationFeed
-    switch open(body.model ?? "", prompt: body.prompt, timeout: body.timeout, request, context) {
+    switch await open(body.model ?? "", prompt: body.prompt, timeout: body.timeout, request, context) {
     case .success(let opened): feed = opened
     case .failure(let failure): return failure.openAIResponse()
     }

@@ -19,6 +19,8 @@ final class ServingMetrics: Sendable {
   private let models: [ModelMetrics]
   private let streams: MayChuStream
   private let limiter: BoGioiHanTocDo
+  private let sharedLimit: SharedRateLimit?
+  private let store: (up: Gauge, calls: Counter, failures: Counter)
   private let streamOutcomes: [StreamReport.Outcome: Counter]
   private let streamsRejected: Counter
   private let timeToFirstToken: DurationHistogram
@@ -38,6 +40,8 @@ final class ServingMetrics: Sendable {
     var streamsRejected = 0
     var allowed = 0
     var refused = 0
+    var storeCalls = 0
+    var storeFailures = 0
   }
 
   static let latencyBuckets: [Duration] = [
@@ -52,11 +56,36 @@ final class ServingMetrics: Sendable {
     registry: PrometheusCollectorRegistry,
     models: [ServedModel],
     streams: MayChuStream,
-    limiter: BoGioiHanTocDo
+    limiter: BoGioiHanTocDo,
+    sharedLimit: SharedRateLimit?
   ) {
     self.registry = registry
     self.streams = streams
     self.limiter = limiter
+    self.sharedLimit = sharedLimit
+    self.store = (
+      registry.makeGauge(
+        descriptor: Self.name(
+          "rate_limit_store_up",
+          unit: "",
+          help: "1 while the shared rate limit store (Redis) answers, 0 while it cannot be reached."
+        )
+      ),
+      registry.makeCounter(
+        descriptor: Self.name(
+          "rate_limit_store_calls",
+          unit: "total",
+          help: "Leases asked of the shared store."
+        )
+      ),
+      registry.makeCounter(
+        descriptor: Self.name(
+          "rate_limit_store_failures",
+          unit: "total",
+          help: "Leases that failed: the store could not be reached or answered wrongly."
+        )
+      )
+    )
     self.models = models.map { ModelMetrics(model: $0, registry: registry) }
     let outcomes: [(StreamReport.Outcome, String)] = [
       (.done, "done"), (.failed, "failed"), (.timedOut, "timed_out"), (.cancelled, "cancelled"),
@@ -148,7 +177,9 @@ final class ServingMetrics: Sendable {
   func collect(binaryConnections: Int, httpConnections: Int) {
     let snapshots = models.map { ($0, $0.model.statistics()) }
     let stream = streams.layThongKe()
-    let limits = limiter.layThongKe()
+    let limits = Self.limits(limiter, sharedLimit)
+    let storeNow = sharedLimit?.storeStatistics()
+    store.up.set(Int64(storeNow.map { $0.up ? 1 : 0 } ?? 0))
     streamsRunning.set(Int64(stream.clientHienTai))
     openConnections.binary.set(Int64(binaryConnections))
     openConnections.http.set(Int64(httpConnections))
@@ -165,7 +196,25 @@ final class ServingMetrics: Sendable {
       exported.allowed = limits.allowed
       limiterRefused.increment(by: Int64(limits.rejected - exported.refused))
       exported.refused = limits.rejected
+      if let storeNow {
+        store.calls.increment(by: Int64(storeNow.calls - exported.storeCalls))
+        exported.storeCalls = storeNow.calls
+        store.failures.increment(by: Int64(storeNow.failures - exported.storeFailures))
+        exported.storeFailures = storeNow.failures
+      }
     }
+  }
+
+  /// The decisions of the server's own limiter and of the shared one, together.
+  static func limits(_ limiter: BoGioiHanTocDo, _ sharedLimit: SharedRateLimit?) -> ThongKeGioiHan {
+    var limits = limiter.layThongKe()
+    guard let shared = sharedLimit?.statistics() else { return limits }
+    limits.allowed += shared.allowed
+    limits.rejected += shared.rejected
+    limits.requestsTotal = limits.allowed + limits.rejected
+    limits.clients += shared.clients
+    limits.tyLeTuChoi = limits.requestsTotal == 0 ? 0 : Double(limits.rejected) / Double(limits.requestsTotal)
+    return limits
   }
 
   /// The per-model histograms fed by batch reports, which render themselves (see

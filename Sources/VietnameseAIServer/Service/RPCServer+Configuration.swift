@@ -1,6 +1,7 @@
 public import NIOCore
 public import Prometheus
 public import VietnameseAI
+import VietnameseAIRedis
 import VietnameseAIWire
 
 extension RPCServer {
@@ -34,6 +35,8 @@ extension RPCServer {
     public var authTokens: [String: String] = [:]
     /// The per-client rate limit every request passes first.
     public var rateLimit = RateLimit()
+    /// Shares ``rateLimit`` through Redis; `nil`: this server's own limit.
+    public var sharedRateLimit: SharedRateLimit?
     /// Streaming: pacing, caps and timeout of the server's ``MayChuStream``.
     public var streaming = Streaming()
     /// The event loops to serve on; `nil` uses NIO's shared group (one loop per core).
@@ -99,6 +102,30 @@ extension RPCServer {
       public init() {}
     }
 
+    /// A rate limit shared by every server that names the same Redis.
+    public struct SharedRateLimit: Sendable {
+      /// What a server does while Redis cannot be reached.
+      public enum Policy: String, Sendable, CaseIterable {
+        /// Each server decides with its own limiter (each then admits up to the whole limit).
+        case local
+        /// Requests are refused (`UNAVAILABLE`, HTTP 503).
+        case refuse
+      }
+
+      /// `redis://HOST[:PORT][/DB]`.
+      public var redisURL: String
+      /// Units a server leases at a time and spends locally. Over any window, the servers
+      /// together admit at most the limit plus one lease each.
+      public var leaseSize = 10
+      public var policy = Policy.local
+      /// Prefixes the clients' keys in Redis.
+      public var keyPrefix = "vai:rate:"
+
+      public init(redisURL: String) {
+        self.redisURL = redisURL
+      }
+    }
+
     /// The parameters of ``MayChuStream``, with the design's defaults.
     public struct Streaming: Sendable {
       /// The least time between two tokens of a stream (default 0.02 s).
@@ -154,6 +181,16 @@ extension RPCServer {
         cuaSo: rateLimit.cuaSo,
         kichThuocBurst: rateLimit.kichThuocBurst
       )
+      if let shared = sharedRateLimit {
+        do {
+          _ = try RedisClient.Configuration(url: shared.redisURL)
+        } catch {
+          throw bad(error.message)
+        }
+        guard shared.leaseSize >= 1 else {
+          throw bad("lease size must be at least 1, got \(shared.leaseSize)")
+        }
+      }
       try MayChuStream.validate(
         tocDoToken: streaming.tocDoToken,
         toiDaClient: streaming.toiDaClient,

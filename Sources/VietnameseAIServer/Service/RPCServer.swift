@@ -5,6 +5,7 @@ public import ServiceLifecycle
 import Synchronization
 import VietnameseAI
 @_spi(Locking) import VietnameseAIConcurrency
+import VietnameseAIRedis
 
 /// The serving process: models, generators and a rate limiter behind the binary protocol, on
 /// SwiftNIO.
@@ -29,6 +30,8 @@ public final class RPCServer: Service, Sendable {
   let core: ServingCore
   let registry: ConnectionRegistry
   let logger: Logger
+  /// The connection to the shared rate limit's Redis, if any.
+  private let redis: RedisClient?
   private let state = Locked(State())
 
   private struct State {
@@ -67,7 +70,38 @@ public final class RPCServer: Service, Sendable {
     logger: Logger = Logger(label: "rpc-server")
   ) {
     self.configuration = configuration
-    self.core = ServingCore(configuration: configuration, models: models, generators: generators)
+    // An invalid URL makes no client here; run() reports it.
+    let shared = configuration.sharedRateLimit
+    let redis = shared.flatMap { try? RedisClient.Configuration(url: $0.redisURL) }.map {
+      RedisClient(
+        configuration: $0,
+        group: configuration.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton
+      )
+    }
+    self.redis = redis
+    let makeShared: ((BoGioiHanTocDo) -> SharedRateLimit)?
+    if let shared, let redis {
+      let loop = (configuration.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton).any()
+      makeShared = { limiter in
+        let limit = RedisGCRA(rate: limiter.goiY, period: limiter.cuaSo, burst: limiter.kichThuocBurst)
+        return SharedRateLimit(
+          source: RedisLeaseSource(client: redis, limit: limit, keyPrefix: shared.keyPrefix),
+          leaseSize: shared.leaseSize,
+          policy: shared.policy,
+          fallback: limiter,
+          loop: loop,
+          logger: logger
+        )
+      }
+    } else {
+      makeShared = nil
+    }
+    self.core = ServingCore(
+      configuration: configuration,
+      models: models,
+      generators: generators,
+      sharedLimit: makeShared
+    )
     self.registry = ConnectionRegistry(limit: configuration.maxConnections)
     self.logger = logger
   }
@@ -148,6 +182,7 @@ public final class RPCServer: Service, Sendable {
     await http?.finish(within: .zero)
     await yields.close()
     await core.stop()
+    await redis?.close()
     logger.info("stopped")
   }
 

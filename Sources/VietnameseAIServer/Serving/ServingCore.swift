@@ -21,6 +21,9 @@ final class ServingCore: Sendable {
   let identities: ClientIdentities
   let streams: MayChuStream
   let limiter: BoGioiHanTocDo
+  /// The limit shared with other servers, if any; ``limiter`` then decides only when the
+  /// shared store cannot be reached.
+  let sharedLimit: SharedRateLimit?
   let metrics: ServingMetrics
   private let models: [String: ServedModel]
   /// The models, in the order they were given.
@@ -34,7 +37,14 @@ final class ServingCore: Sendable {
   let modelNames: String
   let generatorNames: String
 
-  init(configuration: RPCServer.Configuration, models: [ServedModel], generators: [ServedGenerator]) {
+  /// - Parameter sharedLimit: Makes the shared limit from the server's own limiter, which it
+  ///   falls back on.
+  init(
+    configuration: RPCServer.Configuration,
+    models: [ServedModel],
+    generators: [ServedGenerator],
+    sharedLimit: ((BoGioiHanTocDo) -> SharedRateLimit)? = nil
+  ) {
     self.configuration = configuration
     self.admission = Admission(maxConcurrentRequests: configuration.maxConcurrentRequests)
     self.identities = ClientIdentities(tokens: configuration.authTokens)
@@ -63,11 +73,13 @@ final class ServingCore: Sendable {
       kichThuocBurst: rate.kichThuocBurst,
       cheDo: rate.cheDo
     )
+    self.sharedLimit = sharedLimit?(limiter)
     self.metrics = ServingMetrics(
       registry: configuration.metricsRegistry ?? PrometheusCollectorRegistry(),
       models: models,
       streams: streams,
-      limiter: limiter
+      limiter: limiter,
+      sharedLimit: self.sharedLimit
     )
   }
 
@@ -122,35 +134,62 @@ final class ServingCore: Sendable {
 
   // MARK: Rate limit
 
-  /// Takes `cost` from `client`'s allowance, or says why not: ``ServingError/Code/rateLimited``
-  /// with when to retry, or ``ServingError/Code/invalidArgument`` for a cost above the
-  /// limit's capacity, which no wait would let through.
-  func charge(_ client: String, cost: Int) -> ServingError? {
-    let decision = limiter.kiemTra(client, cost: cost)
-    if decision.choPhep { return nil }
-    guard let retryAfter = decision.retryAfter else {
+  /// Decides `count` requests of `cost` each from `client`, in order: at once, or once a lease
+  /// from the shared store comes.
+  func reserve(_ client: String, cost: Int, count: Int) -> LimitReservation {
+    if let sharedLimit { return sharedLimit.reserve(client, cost: cost, count: count) }
+    if count == 1 {
+      let decision = limiter.kiemTra(client, cost: cost)
+      return .decided(
+        decision.choPhep
+          ? .all(1) : LimitVerdict(allowed: 0, refusal: .limited(retryAfter: decision.retryAfter))
+      )
+    }
+    let decision = limiter.choPhep(client, soYeuCau: count)
+    return .decided(
+      decision.allowed == count
+        ? .all(count)
+        : LimitVerdict(allowed: decision.allowed, refusal: .limited(retryAfter: decision.retryAfter ?? .zero))
+    )
+  }
+
+  /// `verdict`, or a fresh decision on one request of `cost`: `nil` if it may go, else the
+  /// refusal or the decision to wait for.
+  private func charge(
+    _ client: String,
+    cost: Int,
+    verdict: LimitVerdict?
+  ) -> Admitted<Void>? {
+    let decided: LimitVerdict
+    if let verdict {
+      decided = verdict
+    } else {
+      switch reserve(client, cost: cost, count: 1) {
+      case .decided(let verdict): decided = verdict
+      case .pending(let later): return .awaitingLimit(later)
+      }
+    }
+    guard decided.allowed == 0, let refusal = decided.refusal else { return nil }
+    return .refused(self.refusal(refusal, client: client, cost: cost))
+  }
+
+  /// Why requests of `cost` from `client` were refused, as the doors answer it.
+  func refusal(_ refusal: LimitVerdict.Refusal, client: String, cost: Int) -> ServingError {
+    switch refusal {
+    case .limited(let retryAfter?):
+      return ServingError(
+        .rateLimited,
+        "rate limit exceeded for client \(client): \(limiter.goiY) requests per \(limiter.cuaSo)",
+        retryAfter: retryAfter
+      )
+    case .limited(nil):
       return ServingError(
         .invalidArgument,
         "a request costing \(cost) can never pass a rate limit whose burst is \(limiter.kichThuocBurst); split it"
       )
+    case .storeUnreachable(let message):
+      return ServingError(.unavailable, message, retryAfter: .seconds(1))
     }
-    return rateLimited(client, retryAfter: retryAfter)
-  }
-
-  /// Takes `count` requests of cost 1 from `client`'s allowance, in order: the first `allowed`
-  /// may go ahead, the others are refused with `refusal`.
-  func chargeEach(_ client: String, count: Int) -> (allowed: Int, refusal: ServingError?) {
-    let decision = limiter.choPhep(client, soYeuCau: count)
-    if decision.allowed == count { return (count, nil) }
-    return (decision.allowed, rateLimited(client, retryAfter: decision.retryAfter ?? .zero))
-  }
-
-  private func rateLimited(_ client: String, retryAfter: Duration) -> ServingError {
-    ServingError(
-      .rateLimited,
-      "rate limit exceeded for client \(client): \(limiter.goiY) requests per \(limiter.cuaSo)",
-      retryAfter: retryAfter
-    )
   }
 
   // MARK: Predicts
@@ -162,19 +201,33 @@ final class ServingCore: Sendable {
   /// `accepted` with its ticket, or `refused` with why. An accepted predict may still be
   /// refused by its model (a full queue), and is then answered through its sink like any
   /// outcome, possibly before `accepted` reports it.
+  ///
+  /// - Parameter verdict: The rate-limit decision on the routable predicts, when an earlier
+  ///   call returned one to wait for.
+  /// - Returns: A decision to wait for, when the client's rate limit is not decided yet; none
+  ///   of the predicts was reported then: call again with `verdict` once it comes.
   func submitPredicts(
     _ predicts: [PredictRequest],
     client: String,
+    verdict: LimitVerdict? = nil,
     sinks: inout PredictSinks,
     accepted: (UInt32, ModelTicket) -> Void,
     refused: (UInt32, ServingError) -> Void
-  ) {
-    guard !predicts.isEmpty else { return }
+  ) -> EventLoopFuture<LimitVerdict>? {
+    guard !predicts.isEmpty else { return nil }
     // Predicts of a read mostly name one model: one lookup per run of the same name.
     var route = RouteCache(core: self)
     var routable = 0
     for index in predicts.indices where route.model(predicts[index].model) != nil { routable += 1 }
-    let (allowed, limited) = routable > 0 ? chargeEach(client, count: routable) : (0, nil)
+    var decided = verdict ?? .all(0)
+    if verdict == nil, routable > 0 {
+      switch reserve(client, cost: 1, count: routable) {
+      case .decided(let verdict): decided = verdict
+      case .pending(let later): return later
+      }
+    }
+    let allowed = decided.allowed
+    let limited = decided.refusal.map { refusal($0, client: client, cost: 1) }
     if routable == predicts.count && limited == nil {
       submitRuns(
         predicts[...],
@@ -183,7 +236,7 @@ final class ServingCore: Sendable {
         accepted: accepted,
         refused: refused
       )
-      return
+      return nil
     }
     var admitted: [PredictRequest] = []
     admitted.reserveCapacity(allowed)
@@ -206,6 +259,7 @@ final class ServingCore: Sendable {
       accepted: accepted,
       refused: refused
     )
+    return nil
   }
 
   /// Hands each run of routable predicts for one model to that model's sink, in one call.
@@ -266,37 +320,42 @@ final class ServingCore: Sendable {
   /// Routes, rate-limits (one unit per input) and queues a batch predict for `client`.
   ///
   /// - Returns: The work's ticket; `completion` then receives the outputs in the order of the
-  ///   inputs, or the error, exactly once (possibly before this returns). A refusal is
-  ///   returned instead, and `completion` is not called.
+  ///   inputs, or the error, exactly once (possibly before this returns). A refusal, or a
+  ///   rate-limit decision to wait for, is returned instead, and `completion` is not called.
   func batchPredict(
     model name: String,
     inputs: [ByteBuffer],
     deadline: Duration?,
     client: String,
     lane: BatchLanes.Lane? = nil,
+    verdict: LimitVerdict? = nil,
     completion: @escaping @Sendable (Result<[ByteBuffer], ServingError>) -> Void
-  ) -> Result<ModelTicket, ServingError> {
+  ) -> Admitted<ModelTicket> {
     let model: ServedModel
     switch self.model(named: name) {
     case .success(let found): model = found
-    case .failure(let error): return .failure(error)
+    case .failure(let error): return .refused(error)
     }
     if inputs.count > model.queueCapacity {
-      return .failure(
+      return .refused(
         ServingError(
           .invalidArgument,
           "a batch of \(inputs.count) inputs can never fit the queue of model \(name), which holds \(model.queueCapacity)"
         )
       )
     }
-    if let refusal = charge(client, cost: Admission.cost(inputs: inputs.count)) { return .failure(refusal) }
+    switch charge(client, cost: Admission.cost(inputs: inputs.count), verdict: verdict) {
+    case .refused(let refusal): return .refused(refusal)
+    case .awaitingLimit(let later): return .awaitingLimit(later)
+    case .started, nil: break
+    }
     do {
       let ticket = try model.submitBatch(inputs, deadline, lane) {
         completion($0.mapError(ServingError.init))
       }
-      return .success(ModelTicket(model: model, ticket: ticket))
+      return .started(ModelTicket(model: model, ticket: ticket))
     } catch {
-      return .failure(ServingError(error))
+      return .refused(ServingError(error))
     }
   }
 
@@ -310,27 +369,38 @@ final class ServingCore: Sendable {
     lane: BatchLanes.Lane? = nil,
     work: CancellableWork = CancellableWork()
   ) async throws(ServingError) -> [ByteBuffer] {
-    let result = await withTaskCancellationHandler {
-      await withCheckedContinuation {
-        (continuation: CheckedContinuation<Result<[ByteBuffer], ServingError>, Never>) in
-        let started = batchPredict(
-          model: name,
-          inputs: inputs,
-          deadline: deadline,
-          client: client,
-          lane: lane
-        ) {
-          continuation.resume(returning: $0)
-        }
-        switch started {
-        case .success(let ticket): work.attach(ticket)
-        case .failure(let refusal): continuation.resume(returning: .failure(refusal))
-        }
-      }
-    } onCancel: {
-      work.cancel()
+    enum Step {
+      case done(Result<[ByteBuffer], ServingError>)
+      case wait(EventLoopFuture<LimitVerdict>)
     }
-    return try result.get()
+    var verdict: LimitVerdict?
+    while true {
+      let step = await withTaskCancellationHandler {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Step, Never>) in
+          let started = batchPredict(
+            model: name,
+            inputs: inputs,
+            deadline: deadline,
+            client: client,
+            lane: lane,
+            verdict: verdict
+          ) {
+            continuation.resume(returning: .done($0))
+          }
+          switch started {
+          case .started(let ticket): work.attach(ticket)
+          case .refused(let refusal): continuation.resume(returning: .done(.failure(refusal)))
+          case .awaitingLimit(let later): continuation.resume(returning: .wait(later))
+          }
+        }
+      } onCancel: {
+        work.cancel()
+      }
+      switch step {
+      case .done(let result): return try result.get()
+      case .wait(let later): verdict = await LimitVerdict.waited(later)
+      }
+    }
   }
 
   // MARK: Streams
@@ -348,26 +418,31 @@ final class ServingCore: Sendable {
     prompt: String,
     deadline: Duration?,
     client: String,
+    verdict: LimitVerdict? = nil,
     pullable: Bool,
     executor: (any TaskExecutor)?,
     onToken: @escaping @Sendable (String) async throws -> Void,
     onEnd: @escaping @Sendable (Result<Void, ServingError>) -> Void
-  ) -> Result<OpenedStream, ServingError> {
+  ) -> Admitted<OpenedStream> {
     let generator: TokenGenerator
     switch self.generator(named: name) {
     case .success(let found): generator = found
-    case .failure(let error): return .failure(error)
+    case .failure(let error): return .refused(error)
     }
-    if let refusal = charge(client, cost: 1) { return .failure(refusal) }
+    switch charge(client, cost: 1, verdict: verdict) {
+    case .refused(let refusal): return .refused(refusal)
+    case .awaitingLimit(let later): return .awaitingLimit(later)
+    case .started, nil: break
+    }
     if pullable, configuration.generatorsRunOnEventLoops, let makeTokens = generator.makeTokens {
       let slot: StreamSlot
       switch streams.admit(clientID: client) {
       case .success(let admitted): slot = admitted
-      case .failure(let refusal): return .failure(ServingError(refusal))
+      case .failure(let refusal): return .refused(ServingError(refusal))
       }
       do {
         let tokens = try makeTokens(prompt)
-        return .success(
+        return .started(
           .pulled(
             PulledTokens(
               slot: slot,
@@ -380,9 +455,9 @@ final class ServingCore: Sendable {
       } catch {
         // The slot reports the generator's failure as the stream server's own error.
         guard case .failure(let reported)? = slot.finish(.failure(error)) else {
-          return .failure(ServingError(error))
+          return .refused(ServingError(error))
         }
-        return .failure(ServingError(reported))
+        return .refused(ServingError(reported))
       }
     }
     let start = {
@@ -406,15 +481,21 @@ final class ServingCore: Sendable {
       if let deadline, limits.deadline == nil { limits.deadline = ContinuousClock.now + deadline }
       started = GenerationLimits.$current.withValue(limits, operation: start)
     }
-    return started.map(OpenedStream.task).mapError(ServingError.init)
+    switch started {
+    case .success(let session): return .started(.task(session))
+    case .failure(let error): return .refused(ServingError(error))
+    }
   }
 
   // MARK: Statistics
 
   /// The statistics document, for `client`, who pays for it like any request.
-  func statistics(client: String) -> Result<String, ServingError> {
-    if let refusal = charge(client, cost: 1) { return .failure(refusal) }
-    return .success(statisticsJSON())
+  func statistics(client: String, verdict: LimitVerdict? = nil) -> Admitted<String> {
+    switch charge(client, cost: 1, verdict: verdict) {
+    case .refused(let refusal): return .refused(refusal)
+    case .awaitingLimit(let later): return .awaitingLimit(later)
+    case .started, nil: return .started(statisticsJSON())
+    }
   }
 
   /// The statistics document (see ``StatisticsDocument``).
@@ -423,7 +504,7 @@ final class ServingCore: Sendable {
       primaryModel: modelOrder.first,
       models: modelOrder,
       stream: streams.layThongKe(),
-      rateLimit: limiter.layThongKe()
+      rateLimit: ServingMetrics.limits(limiter, sharedLimit)
     ).json()
   }
 }
