@@ -10,6 +10,9 @@
    shared limiting resumes without a restart.
 3. The same with --redis-policy refuse: while Redis is away, requests are answered
    UNAVAILABLE; when it is back, they are admitted again.
+4. --token-limit: 10 s of streams at three times the client's tokens per second, over the
+   three servers, use the configured tokens (plus the burst) within 1%, give or take the
+   tokens produced within one flush interval.
 
 Standard library only.
 """
@@ -37,6 +40,7 @@ RATE = 200  # requests per second for the client
 BURST = 50
 LEASE = 10
 SERVERS = 3
+TOKENS = 2000  # tokens per second for the client, in phase 4
 
 
 
@@ -61,13 +65,13 @@ class Redis:
 
 
 class Servers:
-    def __init__(self, binary, redis_port, policy):
+    def __init__(self, binary, redis_port, policy, limits=None):
         self.ports = [(free_port(), free_port()) for _ in range(SERVERS)]
+        limits = limits or ["--rate-limit", str(RATE), "--rate-window", "1", "--rate-burst", str(BURST)]
         self.processes = [
             subprocess.Popen([binary, "--port", str(port), "--http-port", str(http_port),
-                              "--rate-limit", str(RATE), "--rate-window", "1", "--rate-burst", str(BURST),
                               "--redis-url", "redis://127.0.0.1:%d" % redis_port,
-                              "--redis-lease", str(LEASE), "--redis-policy", policy],
+                              "--redis-lease", str(LEASE), "--redis-policy", policy] + limits,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for port, http_port in self.ports]
         for port, http_port in self.ports:
@@ -89,9 +93,13 @@ class Servers:
         return logs
 
 
-def load(port, client, rate, duration, outcomes):
-    """Predicts at `rate` per second for `duration` seconds on one connection; appends
-    (send time, status) per request, "OK" for a result."""
+PREDICT = {"type": "PREDICT", "deadline_ms": 0, "model": "echo", "input_hex": b"x".hex()}
+
+
+def load(port, client, rate, duration, outcomes, request=PREDICT):
+    """`request` at `rate` per second for `duration` seconds on one connection; appends
+    (send time, status, tokens received) per request, status "OK" for a result or a stream's
+    end."""
     connection = live_client.Connection("127.0.0.1", port, client_id=client, timeout=30)
     sock = connection.sock
     sent = {}
@@ -107,18 +115,19 @@ def load(port, client, rate, duration, outcomes):
         for request_id in [r for r in connection.frames if connection.frames[r][-1]["type"] in live_client.TERMINAL]:
             frames = connection.frames.pop(request_id)
             if request_id not in sent:
-                outcomes.append((None, "UNKNOWN_ID"))
+                outcomes.append((None, "UNKNOWN_ID", 0))
                 continue
             frame = frames[-1]
-            outcomes.append((sent.pop(request_id), "OK" if frame["type"] == "RESULT" else frame.get("status", "?")))
+            status = "OK" if frame["type"] in ("RESULT", "STREAM_END") else frame.get("status", "?")
+            tokens = sum(1 for f in frames if f["type"] == "TOKEN")
+            outcomes.append((sent.pop(request_id), status, tokens))
 
     while True:
         now = time.monotonic()
         if now >= end:
             break
         if now >= next_send:
-            request_id = connection.request({"type": "PREDICT", "deadline_ms": 0, "model": "echo",
-                                             "input_hex": b"x".hex()})
+            request_id = connection.request(request)
             sent[request_id] = now - start
             next_send += interval
         else:
@@ -127,14 +136,14 @@ def load(port, client, rate, duration, outcomes):
     while sent and time.monotonic() < deadline:
         drain(0.5)
     for send_time in sent.values():
-        outcomes.append((send_time, "UNANSWERED"))
+        outcomes.append((send_time, "UNANSWERED", 0))
     connection.close()
 
 
-def run_load(servers, client, duration, rate_each):
+def run_load(servers, client, duration, rate_each, request=PREDICT):
     """Load on every server at once; the outcomes of all requests."""
     outcomes = [[] for _ in servers.ports]
-    threads = [threading.Thread(target=load, args=(port, client, rate_each, duration, outcomes[index]))
+    threads = [threading.Thread(target=load, args=(port, client, rate_each, duration, outcomes[index], request))
                for index, (port, _) in enumerate(servers.ports)]
     for thread in threads:
         thread.start()
@@ -144,7 +153,7 @@ def run_load(servers, client, duration, rate_each):
 
 
 def count(outcomes, status, start=0.0, end=float("inf")):
-    return sum(1 for when, got in outcomes if got == status and when is not None and start <= when < end)
+    return sum(1 for when, got, _ in outcomes if got == status and when is not None and start <= when < end)
 
 
 def http(port, path, body, client):
@@ -228,7 +237,7 @@ def main():
         thread.start()
         outcomes = run_load(servers, "tenant-b", 14.0, RATE)
         thread.join()
-        unanswered = [got for _, got in outcomes if got not in ("OK", "RATE_LIMITED")]
+        unanswered = [got for _, got, _ in outcomes if got not in ("OK", "RATE_LIMITED")]
         check(not unanswered, "every request answered while Redis went away and came back (%d others: %s)"
               % (len(unanswered), sorted(set(unanswered))))
         check(result["up_while_away"] == [0.0] * SERVERS,
@@ -241,7 +250,8 @@ def main():
         check(abs(back - RATE) <= 0.1 * RATE, "Redis back: shared limiting resumes, %.0f admitted/s (limit %d/s)"
               % (back, RATE))
         logs = servers.stop()
-        check(all("shared rate limit store unreachable" in log and "reachable again" in log for log in logs),
+        check(all("shared limit store unreachable" in log and "shared limit store reachable again" in log
+                  for log in logs),
               "each server logged the store going away and coming back")
 
         # 3. Policy refuse.
@@ -257,7 +267,7 @@ def main():
         thread.start()
         outcomes = run_load(servers, "tenant-c", 9.0, RATE)
         thread.join()
-        others = [got for _, got in outcomes if got not in ("OK", "RATE_LIMITED", "UNAVAILABLE")]
+        others = [got for _, got, _ in outcomes if got not in ("OK", "RATE_LIMITED", "UNAVAILABLE")]
         check(not others, "policy refuse: every request answered (%d others: %s)" % (len(others), sorted(set(others))))
         unavailable = count(outcomes, "UNAVAILABLE", 2.5, 5.0)
         admitted_away = count(outcomes, "OK", 2.5, 5.0)
@@ -267,6 +277,31 @@ def main():
         back = count(outcomes, "OK", 6.5, 9.0) / 2.5
         check(abs(back - RATE) <= 0.15 * RATE, "policy refuse, Redis back: %.0f admitted/s (limit %d/s)"
               % (back, RATE))
+        servers.stop()
+
+        # 4. The token limit on streams: three times the tokens per second, over three servers.
+        servers = Servers(args.spawn, redis.port, "local",
+                          ["--rate-limit", "1000000", "--token-limit", str(TOKENS), "--token-window", "1",
+                           "--token-interval", "0"])
+        prompt = "một hai ba bốn năm"  # 5 tokens of prompt, 5 generated
+        per_stream = 10
+        stream = {"type": "STREAM_OPEN", "deadline_ms": 0, "model": "syllables", "prompt": prompt}
+        duration = 10.0
+        outcomes = run_load(servers, "tenant-d", duration, 3 * TOKENS / per_stream / SERVERS, stream)
+        opened = [tokens for _, got, tokens in outcomes if got == "OK"]
+        limited = count(outcomes, "RATE_LIMITED")
+        check(len(opened) + limited == len(outcomes) and all(tokens == 5 for tokens in opened),
+              "every stream answered: %d whole streams + %d RATE_LIMITED of %d"
+              % (len(opened), limited, len(outcomes)))
+        used = len(opened) * per_stream
+        expected = TOKENS * duration + TOKENS
+        # Tokens another server produced reach Redis within its flush interval (50 ms), and
+        # a stream opens while one token is left: at most that, plus a stream per server.
+        bound = 0.01 * expected + TOKENS * 0.05 + per_stream * SERVERS
+        check(abs(used - expected) <= bound,
+              "3 servers at 3x the token rate for %.0f s use %d tokens, expected %d (%d/s x %.0f s + burst %d) "
+              "within %.0f: off by %.2f%%" % (duration, used, expected, TOKENS, duration, TOKENS, bound,
+                                              100.0 * (used - expected) / expected))
     finally:
         servers.stop()
         redis.stop()

@@ -152,6 +152,18 @@ struct RPCServerCommand: AsyncParsableCommand {
   @Option(help: "While Redis cannot be reached: local (each server decides alone) or refuse (503).")
   var redisPolicy = "local"
 
+  @Option(
+    help: """
+      Tokens each client's streams may use per --token-window: a stream is charged its \
+      prompt's words when it opens and its tokens as produced; over it, new streams are \
+      refused (429). Shared through --redis-url too. Default: no token limit.
+      """
+  )
+  var tokenLimit: Int?
+
+  @Option(help: "The token limit's window, in seconds.")
+  var tokenWindow = 60.0
+
   @Option(help: "Largest frame payload accepted, in bytes.")
   var maxFrameSize = 4 * 1024 * 1024
 
@@ -378,6 +390,9 @@ struct RPCServerCommand: AsyncParsableCommand {
       }
       shared.policy = policy
       configuration.sharedRateLimit = shared
+    }
+    if let tokenLimit {
+      configuration.tokenLimit = .init(limit: tokenLimit, window: try seconds(tokenWindow, "--token-window"))
     }
     configuration.streaming.tocDoToken = try seconds(tokenInterval, "--token-interval")
     configuration.streaming.toiDaClient = maxStreams

@@ -7,6 +7,10 @@
 /// A key holds its theoretical arrival time (TAT). A call asks for up to `want` units (a lease
 /// a server then spends locally) and is granted as many as the limit allows now, at least one,
 /// or none with the time until one is allowed.
+///
+/// For limits that charge what was used after the fact (tokens a stream generated), a call
+/// may also be ``Mode/all``: it first charges `spent` units whatever the limit says (the key
+/// may go into debt), then grants all `want` units if at least one is allowed, else none.
 public struct RedisGCRA: Sendable {
   /// What a call was granted.
   public struct Grant: Hashable, Sendable {
@@ -14,7 +18,8 @@ public struct RedisGCRA: Sendable {
     public var granted: Int
     /// Units the key could still grant at once after this call.
     public var remaining: Int
-    /// With nothing granted: how long until one unit is. Zero otherwise.
+    /// While the key is over its limit (nothing granted): how long until one unit is. Zero
+    /// otherwise.
     public var retryAfter: Duration
     /// How long until the key is back to its full burst.
     public var resetAfter: Duration
@@ -26,40 +31,57 @@ public struct RedisGCRA: Sendable {
   /// Units that may pass at once after a quiet spell.
   public var burst: Int
 
+  /// How a call grants.
+  public enum Mode: String, Sendable {
+    /// Up to `want` units, as many as the limit allows now.
+    case upTo = "up_to"
+    /// Charges `spent` first, then all `want` units if one is allowed now, else none.
+    case all
+  }
+
   public init(rate: Int, period: Duration, burst: Int) {
     self.rate = rate
     self.period = period
     self.burst = burst
   }
 
-  /// KEYS[1] the client's key; ARGV: emission interval in µs, burst, want. Times in whole
-  /// microseconds since the epoch, which a Lua double holds exactly. Returns granted,
-  /// remaining, retry_after_us, reset_after_us.
+  /// KEYS[1] the client's key; ARGV: emission interval in µs, burst, want, mode, spent.
+  /// Times in whole microseconds since the epoch, which a Lua double holds exactly. Returns
+  /// granted, remaining, retry_after_us, reset_after_us.
   public static let script = """
     local key = KEYS[1]
     local emission = tonumber(ARGV[1])
     local burst = tonumber(ARGV[2])
     local want = tonumber(ARGV[3])
+    local mode = ARGV[4]
+    local spent = tonumber(ARGV[5])
     local clock = redis.call("TIME")
     local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
     local tat = tonumber(redis.call("GET", key) or now)
     if tat < now then tat = now end
+    tat = tat + emission * spent
     local available = math.floor((now - (tat - emission * burst)) / emission)
+    local granted = 0
+    if available >= 1 then
+      if mode == "all" then granted = want else granted = math.min(available, want) end
+    end
+    local new_tat = tat + emission * granted
+    if new_tat > now then
+      redis.call("SET", key, string.format("%d", new_tat), "PX", math.ceil((new_tat - now) / 1000) + 1)
+    end
     if available < 1 then
       return {0, 0, (tat - emission * burst) + emission - now, tat - now}
     end
-    local granted = math.min(available, want)
-    local new_tat = tat + emission * granted
-    redis.call("SET", key, string.format("%d", new_tat), "PX", math.ceil((new_tat - now) / 1000) + 1)
-    return {granted, available - granted, 0, new_tat - now}
+    return {granted, math.max(available - granted, 0), 0, new_tat - now}
     """
 
-  /// The arguments of ``script`` for a call wanting `want` units.
-  func arguments(want: Int) -> [String] {
+  /// The arguments of ``script`` for a call wanting `want` units, after `spent`.
+  func arguments(want: Int, mode: Mode = .upTo, spent: Int = 0) -> [String] {
     let microseconds =
       period.components.seconds * 1_000_000 + period.components.attoseconds / 1_000_000_000_000
     let emission = max(microseconds / Int64(max(rate, 1)), 1)
-    return [String(emission), String(burst), String(max(want, 1))]
+    let want = mode == .upTo ? max(want, 1) : max(want, 0)
+    return [String(emission), String(burst), String(want), mode.rawValue, String(max(spent, 0))]
   }
 
   static func grant(from reply: RESPValue) throws(RedisError) -> Grant {
@@ -88,13 +110,18 @@ public final class RedisGCRARunner: Sendable {
     self.limit = limit
   }
 
-  /// Asks for up to `want` units of `key`'s limit.
+  /// Asks for `want` units of `key`'s limit (up to `want`, or all of them, by `mode`), after
+  /// charging `spent`.
   ///
   /// - Throws: ``RedisError`` when Redis cannot be reached or answers with an error.
-  public func acquire(_ key: String, want: Int, on connection: RedisConnection) async throws(RedisError)
-    -> RedisGCRA.Grant
-  {
-    let arguments = ["1", key] + limit.arguments(want: want)
+  public func acquire(
+    _ key: String,
+    want: Int,
+    mode: RedisGCRA.Mode = .upTo,
+    spent: Int = 0,
+    on connection: RedisConnection
+  ) async throws(RedisError) -> RedisGCRA.Grant {
+    let arguments = ["1", key] + limit.arguments(want: want, mode: mode, spent: spent)
     if let sha = sha.withLock({ $0 }) {
       let reply = try await connection.send(["EVALSHA", sha] + arguments)
       if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {

@@ -38,6 +38,25 @@ struct RedisGCRATests {
     }
   }
 
+  @Test(
+    "mode all: what was spent is charged whatever the limit, into debt; nothing more is granted until it is repaid"
+  )
+  func spendIntoDebt() async throws {
+    try await RedisServer.withConnection { (redis) async throws(any Error) in
+      // 10 a minute: one unit every 6 s.
+      let runner = RedisGCRARunner(limit: RedisGCRA(rate: 10, period: .seconds(60), burst: 10))
+      let opened = try await runner.acquire("t", want: 4, mode: .all, on: redis)
+      #expect(opened.granted == 4 && opened.remaining == 6 && opened.retryAfter == .zero)
+      // 20 spent: 14 over the burst of 10 -> in debt by 14 units.
+      let spent = try await runner.acquire("t", want: 0, mode: .all, spent: 20, on: redis)
+      #expect(spent.granted == 0)
+      // Until one unit is free again: 15 units of 6 s, less the instants since the first call.
+      #expect(spent.retryAfter > .seconds(80) && spent.retryAfter <= .seconds(90), "\(spent.retryAfter)")
+      let refused = try await runner.acquire("t", want: 1, mode: .all, on: redis)
+      #expect(refused.granted == 0 && refused.retryAfter > .seconds(80))
+    }
+  }
+
   @Test("after SCRIPT FLUSH (or a restart) the script is loaded again")
   func reload() async throws {
     try await RedisServer.withConnection { (redis) async throws(any Error) in

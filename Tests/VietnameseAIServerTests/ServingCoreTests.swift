@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import Synchronization
 import TestSupport
 import Testing
@@ -68,13 +69,14 @@ struct ServingCoreTests {
     through sinks: inout PredictSinks
   ) -> Int {
     var accepted = 0
-    core.submitPredicts(
+    let later = core.submitPredicts(
       read,
       client: "c",
       sinks: &sinks,
       accepted: { _, _ in accepted += 1 },
       refused: { id, error in Issue.record("\(id): \(error)") }
     )
+    #expect(later == nil, "a local limit decides at once")
     return accepted
   }
 
@@ -112,13 +114,14 @@ struct ServingCoreTests {
       Self.predict(1, "echo"), Self.predict(2, "nope"), Self.predict(3, ""), Self.predict(4, "echo"),
       Self.predict(5, "echo"), Self.predict(6, "echo"),
     ]
-    core.submitPredicts(
+    let later = core.submitPredicts(
       read,
       client: "c",
       sinks: &sinks,
       accepted: { id, _ in accepted.append(id) },
       refused: { id, error in refused[id] = error.code }
     )
+    #expect(later == nil)
     #expect(accepted == [1, 4, 5])
     #expect(refused == [2: .unknownModel, 3: .invalidArgument, 6: .rateLimited])
     try await eventually("the accepted ones are answered") { answers.count == 3 }
@@ -264,6 +267,58 @@ struct ServingCoreTests {
     )
     #expect(second.failure?.code == .tooManyStreams)
     _ = tokens.slot.finish(.success(()))
+  }
+
+  @Test("a token limit charges each stream's prompt and its tokens, pulled or from a task")
+  func tokenLimit() async throws {
+    var configuration = RPCServer.Configuration()
+    configuration.streaming.tocDoToken = .zero
+    // 10 tokens an hour: nothing comes back within the test.
+    let core = ServingCore(
+      configuration: configuration,
+      models: [],
+      generators: [BuiltinModels.syllables],
+      tokenLimit: TokenLimit(
+        limit: 10,
+        window: .seconds(3600),
+        loop: MultiThreadedEventLoopGroup.singleton.any()
+      )
+    )
+    func open(
+      _ prompt: String,
+      pullable: Bool,
+      ended: @escaping @Sendable (Result<Void, ServingError>) -> Void
+    )
+      -> Admitted<OpenedStream>
+    {
+      core.openStream(
+        generator: "syllables",
+        prompt: prompt,
+        deadline: nil,
+        client: "c",
+        pullable: pullable,
+        executor: nil,
+        onToken: { _ in },
+        onEnd: ended
+      )
+    }
+    // 3 for the prompt, 3 pulled.
+    guard case .started(.pulled(let pulled)) = open("một hai ba", pullable: true, ended: { _ in }) else {
+      return record("a pulled stream must open")
+    }
+    while pulled.tokens.next() != nil {}
+    _ = pulled.slot.finish(.success(()))
+    // 4 left: opens; 2 for the prompt and 2 from the generator's task: 10 used.
+    let done = AsyncStream<Void>.makeStream()
+    guard case .started(.task) = open("bốn năm", pullable: false, ended: { _ in done.continuation.finish() })
+    else {
+      return record("a stream from a task must open")
+    }
+    for await _ in done.stream {}
+    let refused = open("sáu", pullable: true, ended: { _ in })
+    #expect(refused.failure?.code == .rateLimited)
+    #expect(refused.failure?.message.contains("token limit") == true, "\(refused)")
+    #expect((refused.failure?.retryAfter ?? .zero) > .seconds(300))
   }
 
   @Test("statistics cost one request; the document has the design's groups and every model")

@@ -5,9 +5,6 @@ protocol LeaseSource: Sendable {
   /// - Returns: The units granted, `0...want`; with none, how long until one would be.
   /// - Throws: When the store cannot be reached or answers wrongly.
   func lease(_ client: String, want: Int) async throws -> LeaseGrant
-
-  /// Where the store is, for log lines.
-  var location: String { get }
 }
 
 struct LeaseGrant: Sendable, Equatable {

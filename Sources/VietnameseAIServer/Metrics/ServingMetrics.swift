@@ -178,7 +178,7 @@ final class ServingMetrics: Sendable {
     let snapshots = models.map { ($0, $0.model.statistics()) }
     let stream = streams.layThongKe()
     let limits = Self.limits(limiter, sharedLimit)
-    let storeNow = sharedLimit?.storeStatistics()
+    let storeNow = sharedLimit?.health.statistics()
     store.up.set(Int64(storeNow.map { $0.up ? 1 : 0 } ?? 0))
     streamsRunning.set(Int64(stream.clientHienTai))
     openConnections.binary.set(Int64(binaryConnections))

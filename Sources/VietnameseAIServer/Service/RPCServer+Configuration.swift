@@ -35,8 +35,10 @@ extension RPCServer {
     public var authTokens: [String: String] = [:]
     /// The per-client rate limit every request passes first.
     public var rateLimit = RateLimit()
-    /// Shares ``rateLimit`` through Redis; `nil`: this server's own limit.
+    /// Shares ``rateLimit`` (and ``tokenLimit``) through Redis; `nil`: this server's own.
     public var sharedRateLimit: SharedRateLimit?
+    /// Tokens per window per client, for streams; `nil`: none.
+    public var tokenLimit: TokenLimit?
     /// Streaming: pacing, caps and timeout of the server's ``MayChuStream``.
     public var streaming = Streaming()
     /// The event loops to serve on; `nil` uses NIO's shared group (one loop per core).
@@ -120,9 +122,24 @@ extension RPCServer {
       public var policy = Policy.local
       /// Prefixes the clients' keys in Redis.
       public var keyPrefix = "vai:rate:"
+      /// Prefixes the clients' token-limit keys in Redis.
+      public var tokenKeyPrefix = "vai:tokens:"
 
       public init(redisURL: String) {
         self.redisURL = redisURL
+      }
+    }
+
+    /// Tokens each client's streams may use per window: a stream is charged its prompt's tokens
+    /// (its words) when it opens and its tokens as they are produced; a client over the limit
+    /// may not open a stream until it has come back.
+    public struct TokenLimit: Sendable {
+      public var limit: Int
+      public var window: Duration
+
+      public init(limit: Int, window: Duration = .seconds(60)) {
+        self.limit = limit
+        self.window = window
       }
     }
 
@@ -190,6 +207,12 @@ extension RPCServer {
         guard shared.leaseSize >= 1 else {
           throw bad("lease size must be at least 1, got \(shared.leaseSize)")
         }
+      }
+      if let tokenLimit {
+        guard tokenLimit.limit >= 1 else {
+          throw bad("token limit must be at least 1, got \(tokenLimit.limit)")
+        }
+        guard tokenLimit.window > .zero else { throw bad("token window must be positive") }
       }
       try MayChuStream.validate(
         tocDoToken: streaming.tocDoToken,

@@ -79,28 +79,54 @@ public final class RPCServer: Service, Sendable {
       )
     }
     self.redis = redis
+    let loop = (configuration.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton).any()
+    let health = shared.flatMap { shared in
+      redis.map {
+        StoreHealth(
+          location: "redis://\($0.configuration.host):\($0.configuration.port)",
+          policy: shared.policy,
+          logger: logger
+        )
+      }
+    }
     let makeShared: ((BoGioiHanTocDo) -> SharedRateLimit)?
-    if let shared, let redis {
-      let loop = (configuration.eventLoopGroup ?? MultiThreadedEventLoopGroup.singleton).any()
+    if let shared, let redis, let health {
       makeShared = { limiter in
         let limit = RedisGCRA(rate: limiter.goiY, period: limiter.cuaSo, burst: limiter.kichThuocBurst)
         return SharedRateLimit(
-          source: RedisLeaseSource(client: redis, limit: limit, keyPrefix: shared.keyPrefix),
+          source: RedisLimitStore(client: redis, limit: limit, keyPrefix: shared.keyPrefix),
           leaseSize: shared.leaseSize,
-          policy: shared.policy,
+          health: health,
           fallback: limiter,
-          loop: loop,
-          logger: logger
+          loop: loop
         )
       }
     } else {
       makeShared = nil
     }
+    let tokenLimit = configuration.tokenLimit.map { tokens in
+      TokenLimit(
+        limit: tokens.limit,
+        window: tokens.window,
+        store: shared.flatMap { shared in
+          redis.map {
+            RedisLimitStore(
+              client: $0,
+              limit: RedisGCRA(rate: tokens.limit, period: tokens.window, burst: tokens.limit),
+              keyPrefix: shared.tokenKeyPrefix
+            )
+          }
+        },
+        health: health,
+        loop: loop
+      )
+    }
     self.core = ServingCore(
       configuration: configuration,
       models: models,
       generators: generators,
-      sharedLimit: makeShared
+      sharedLimit: makeShared,
+      tokenLimit: tokenLimit
     )
     self.registry = ConnectionRegistry(limit: configuration.maxConnections)
     self.logger = logger

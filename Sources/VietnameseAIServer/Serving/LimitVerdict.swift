@@ -11,6 +11,8 @@ struct LimitVerdict: Sendable, Equatable {
     /// Over the limit: try again after `retryAfter`, or never (`nil`: the cost is above the
     /// limit's burst).
     case limited(retryAfter: Duration?)
+    /// Over the token limit: no stream until `retryAfter`.
+    case overTokens(retryAfter: Duration)
     /// A limit shared through a store that cannot be reached, with the policy to refuse then.
     case storeUnreachable(String)
   }

@@ -24,6 +24,8 @@ final class ServingCore: Sendable {
   /// The limit shared with other servers, if any; ``limiter`` then decides only when the
   /// shared store cannot be reached.
   let sharedLimit: SharedRateLimit?
+  /// Tokens per window per client, for streams, if configured.
+  let tokenLimit: TokenLimit?
   let metrics: ServingMetrics
   private let models: [String: ServedModel]
   /// The models, in the order they were given.
@@ -43,8 +45,10 @@ final class ServingCore: Sendable {
     configuration: RPCServer.Configuration,
     models: [ServedModel],
     generators: [ServedGenerator],
-    sharedLimit: ((BoGioiHanTocDo) -> SharedRateLimit)? = nil
+    sharedLimit: ((BoGioiHanTocDo) -> SharedRateLimit)? = nil,
+    tokenLimit: TokenLimit? = nil
   ) {
+    self.tokenLimit = tokenLimit
     self.configuration = configuration
     self.admission = Admission(maxConcurrentRequests: configuration.maxConcurrentRequests)
     self.identities = ClientIdentities(tokens: configuration.authTokens)
@@ -153,18 +157,40 @@ final class ServingCore: Sendable {
     )
   }
 
-  /// `verdict`, or a fresh decision on one request of `cost`: `nil` if it may go, else the
-  /// refusal or the decision to wait for.
+  /// Decides a stream of `client` whose prompt costs `promptTokens`: the rate limit, then the
+  /// token limit.
+  func reserveStream(_ client: String, promptTokens: Int) -> LimitReservation {
+    let rate = reserve(client, cost: 1, count: 1)
+    guard let tokenLimit else { return rate }
+    switch rate {
+    case .decided(let verdict):
+      return verdict.allowed == 1 ? tokenLimit.reserve(client, prompt: promptTokens) : rate
+    case .pending(let later):
+      return .pending(
+        later.flatMap { verdict in
+          guard verdict.allowed == 1 else { return later.eventLoop.makeSucceededFuture(verdict) }
+          switch tokenLimit.reserve(client, prompt: promptTokens) {
+          case .decided(let verdict): return later.eventLoop.makeSucceededFuture(verdict)
+          case .pending(let tokens): return tokens
+          }
+        }
+      )
+    }
+  }
+
+  /// `verdict`, or a fresh decision on one request of `cost` (by `reservation`, if given):
+  /// `nil` if it may go, else the refusal or the decision to wait for.
   private func charge(
     _ client: String,
     cost: Int,
-    verdict: LimitVerdict?
+    verdict: LimitVerdict?,
+    reservation: (() -> LimitReservation)? = nil
   ) -> Admitted<Void>? {
     let decided: LimitVerdict
     if let verdict {
       decided = verdict
     } else {
-      switch reserve(client, cost: cost, count: 1) {
+      switch reservation?() ?? reserve(client, cost: cost, count: 1) {
       case .decided(let verdict): decided = verdict
       case .pending(let later): return .awaitingLimit(later)
       }
@@ -186,6 +212,13 @@ final class ServingCore: Sendable {
       return ServingError(
         .invalidArgument,
         "a request costing \(cost) can never pass a rate limit whose burst is \(limiter.kichThuocBurst); split it"
+      )
+    case .overTokens(let retryAfter):
+      let limit = tokenLimit.map { "\($0.limit) tokens per \($0.window)" } ?? "tokens"
+      return ServingError(
+        .rateLimited,
+        "token limit exceeded for client \(client): \(limit)",
+        retryAfter: retryAfter
       )
     case .storeUnreachable(let message):
       return ServingError(.unavailable, message, retryAfter: .seconds(1))
@@ -429,10 +462,27 @@ final class ServingCore: Sendable {
     case .success(let found): generator = found
     case .failure(let error): return .refused(error)
     }
-    switch charge(client, cost: 1, verdict: verdict) {
+    let reservation = { self.reserveStream(client, promptTokens: Self.promptTokens(prompt)) }
+    switch charge(client, cost: 1, verdict: verdict, reservation: reservation) {
     case .refused(let refusal): return .refused(refusal)
     case .awaitingLimit(let later): return .awaitingLimit(later)
     case .started, nil: break
+    }
+    // A token limit charges the stream's tokens as they are produced.
+    let meter = tokenLimit?.meter(client)
+    let countedToken: @Sendable (String) async throws -> Void
+    let countedEnd: @Sendable (Result<Void, ServingError>) -> Void
+    if let meter {
+      countedToken = { token in
+        meter.produced()
+        try await onToken(token)
+      }
+      countedEnd = { result in
+        meter.finish()
+        onEnd(result)
+      }
+    } else {
+      (countedToken, countedEnd) = (onToken, onEnd)
     }
     if pullable, configuration.generatorsRunOnEventLoops, let makeTokens = generator.makeTokens {
       let slot: StreamSlot
@@ -441,7 +491,18 @@ final class ServingCore: Sendable {
       case .failure(let refusal): return .refused(ServingError(refusal))
       }
       do {
-        let tokens = try makeTokens(prompt)
+        let produced = try makeTokens(prompt)
+        let tokens =
+          meter.map { meter in
+            AnyIterator {
+              guard let token = produced.next() else {
+                meter.finish()
+                return nil
+              }
+              meter.produced()
+              return token
+            }
+          } ?? produced
         return .started(
           .pulled(
             PulledTokens(
@@ -467,8 +528,8 @@ final class ServingCore: Sendable {
         generator: generator,
         executor: executor,
         deadline: deadline,
-        onToken: onToken,
-        onEnd: { onEnd($0.mapError(ServingError.init)) }
+        onToken: countedToken,
+        onEnd: { countedEnd($0.mapError(ServingError.init)) }
       )
     }
     // The generator's task inherits the limits, for a generator that honours them itself;
@@ -485,6 +546,12 @@ final class ServingCore: Sendable {
     case .success(let session): return .started(.task(session))
     case .failure(let error): return .refused(ServingError(error))
     }
+  }
+
+  /// What a prompt costs against a token limit: its words, as the OpenAI door counts
+  /// `prompt_tokens`.
+  static func promptTokens(_ prompt: String) -> Int {
+    Syllables(prompt).reduce(0) { count, _ in count + 1 }
   }
 
   // MARK: Statistics

@@ -21,7 +21,6 @@ struct SharedRateLimitTests {
     }
 
     let state: Locked<State>
-    let location = "fake"
 
     init(available: Int) {
       state = Locked(State(available: available))
@@ -41,20 +40,20 @@ struct SharedRateLimitTests {
   static func limit(
     _ store: FakeStore,
     lease: Int = 10,
-    policy: SharedRateLimit.Policy = .local,
+    policy: RPCServer.Configuration.SharedRateLimit.Policy = .local,
     fallbackBurst: Int = 5
   ) -> SharedRateLimit {
     SharedRateLimit(
       source: store,
       leaseSize: lease,
-      policy: policy,
+      health: StoreHealth(location: "fake", policy: policy, logger: quiet, probeInterval: .zero),
       // An hour's window: the fallback refills too slowly to matter within a test.
       fallback: BoGioiHanTocDo(goiY: fallbackBurst, cuaSo: .seconds(3600)),
-      loop: MultiThreadedEventLoopGroup.singleton.any(),
-      logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-      probeInterval: .zero
+      loop: MultiThreadedEventLoopGroup.singleton.any()
     )
   }
+
+  static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
 
   static func decide(_ limit: SharedRateLimit, _ client: String = "c", cost: Int = 1, count: Int = 1)
     async throws
@@ -119,12 +118,12 @@ struct SharedRateLimitTests {
     var allowed = 0
     for _ in 0..<8 { allowed += try await Self.decide(limit).allowed }
     #expect(allowed == 5, "the fallback's burst of 5")
-    #expect(limit.storeStatistics().up == false)
+    #expect(limit.health.statistics().up == false)
     store.state.withLock { $0.away = false }
     // The next decision while away starts a probe (due at once here); the store is back once
     // it answers.
     _ = try await Self.decide(limit)
-    try await eventually("the store is back") { limit.storeStatistics().up }
+    try await eventually("the store is back") { limit.health.statistics().up }
     var back = 0
     for _ in 0..<20 { back += try await Self.decide(limit).allowed }
     #expect(back == 20, "the store decides again, past the fallback's burst")

@@ -1,7 +1,8 @@
 import VietnameseAIRedis
 
-/// Leases from a GCRA limit kept in Redis (``RedisGCRA``), one key per client.
-struct RedisLeaseSource: LeaseSource {
+/// One kind of limit kept in Redis as GCRA (``RedisGCRA``), one key per client: leases of a
+/// request limit, or a token limit charged after the fact.
+struct RedisLimitStore: LeaseSource, TokenStore {
   let client: RedisClient
   let runner: RedisGCRARunner
   /// Prefixes every client's key, so that limits of different kinds or deployments sharing a
@@ -14,10 +15,19 @@ struct RedisLeaseSource: LeaseSource {
     self.keyPrefix = keyPrefix
   }
 
-  var location: String { "redis://\(client.configuration.host):\(client.configuration.port)" }
-
   func lease(_ clientID: String, want: Int) async throws -> LeaseGrant {
     let grant = try await runner.acquire(keyPrefix + clientID, want: want, on: client.connection())
     return LeaseGrant(granted: grant.granted, retryAfter: grant.retryAfter)
+  }
+
+  func charge(_ clientID: String, spent: Int, prompt: Int?) async throws -> Duration? {
+    let grant = try await runner.acquire(
+      keyPrefix + clientID,
+      want: prompt ?? 0,
+      mode: .all,
+      spent: spent,
+      on: client.connection()
+    )
+    return grant.retryAfter > .zero ? grant.retryAfter : nil
   }
 }
