@@ -72,12 +72,15 @@ final class CallbackLoad {
 
   /// Starts the next call of `slot`; `now` is the time, when the caller has just read it.
   private func startCall(_ slot: Int, now: NIODeadline? = nil) {
-    guard shouldStart() else { return }
+    // The run is over: the load is done once the last call in flight has answered.
+    guard shouldStart() else { return finishIfIdle() }
     inFlight += 1
     tally.issued += 1
     began[slot] = now ?? .now()
     client.predict(model: model, input: payload, deadline: deadline, completion: completions[slot].call)
   }
+
+  private var finished = false
 
   private func answered(_ result: Result<ByteBuffer, RPCError>, slot: Int) {
     inFlight -= 1
@@ -105,7 +108,8 @@ final class CallbackLoad {
   }
 
   private func finishIfIdle() {
-    guard inFlight == 0 else { return }
+    guard inFlight == 0, !finished else { return }
+    finished = true
     // The completions refer back to this object; letting them go ends the cycle.
     completions = []
     done.succeed(tally)

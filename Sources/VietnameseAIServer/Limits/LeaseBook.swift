@@ -102,22 +102,33 @@ struct LeaseBook<Waiter> {
     return update(client, now: now) { entry in
       entry.fetching = false
       entry.units += granted
+      let short = granted < wanted
       if granted == 0 {
         entry.blockedUntil = now + retryAfter + unitInterval * (leaseSize - 1)
-      } else if granted < wanted {
+      } else if short {
         entry.blockedUntil = now + unitInterval * leaseSize
       }
       var answered: [(Queued, Decision)] = []
-      while let first = entry.waiters.popFirst() {
-        let fits = min(first.count, entry.units / max(first.cost, 1))
+      while let first = entry.waiters.first {
+        let needed = first.cost * first.count
+        if entry.units >= needed {
+          entry.waiters.removeFirst()
+          entry.units -= needed
+          answered.append((first, Decision(allowed: first.count, retryAfter: nil)))
+          continue
+        }
+        // The store gave all that was asked: it has more, so the rest wait for another lease.
+        guard short else { break }
+        // The store is at the client's limit: what fits goes, the rest is refused.
+        entry.waiters.removeFirst()
+        let fits = entry.units / max(first.cost, 1)
         entry.units -= fits * first.cost
-        let decision =
-          fits == first.count
-          ? Decision(allowed: fits, retryAfter: nil)
-          : Decision(allowed: fits, retryAfter: entry.blockedUntil.map { $0 - now } ?? unitInterval)
-        answered.append((first, decision))
+        let wait = entry.blockedUntil.map { $0 - now } ?? unitInterval
+        answered.append((first, Decision(allowed: fits, retryAfter: max(wait, unitInterval))))
       }
-      return (answered, Self.topUp(&entry, leaseSize, now: now))
+      let fetch =
+        entry.waiters.isEmpty ? Self.topUp(&entry, leaseSize, now: now) : Self.fetch(&entry, leaseSize)
+      return (answered, fetch)
     }
   }
 

@@ -154,3 +154,24 @@ struct SharedRateLimitTests {
     #expect(store.state.withLock { $0.calls } == 0)
   }
 }
+
+extension SharedRateLimitTests {
+  @Test("requests queued behind a lease too small for them wait for another, while the store has plenty")
+  func queuedBehindSmallLease() async throws {
+    let store = FakeStore(available: 1_000_000_000)
+    let limit = Self.limit(store, lease: 10, fallbackBurst: 1_000_000_000)
+    try await withThrowingTaskGroup(of: Int.self) { group in
+      for _ in 0..<8 {
+        group.addTask {
+          var allowed = 0
+          for _ in 0..<5_000 {
+            allowed += try await Self.decide(limit, "c", count: 3).allowed
+          }
+          return allowed
+        }
+      }
+      let total = try await group.reduce(0, +)
+      #expect(total == 8 * 5_000 * 3)
+    }
+  }
+}
