@@ -343,7 +343,7 @@ def median(reports, key, sub=None):
 
 
 NOTES_HEADING = "## Costs behind the design"
-KEPT_HEADINGS = ["## The HTTP door", "## Models in workers", NOTES_HEADING]
+KEPT_HEADINGS = ["## The HTTP door", "## Models in workers", "## LLM streams", "## Shared limits", NOTES_HEADING]
 
 
 def write_report(args, rows, batching, idle, commands, rss, micro=None):

@@ -7,7 +7,7 @@
 Configurations take turns, round after round, each on a fresh rpc-server (release) with a
 limit far above the load, so every decision allows and the figures measure the decision:
 - local: the server's own limiter;
-- redis, lease L: --redis-url with --redis-lease L (L = 100, 10, 1).
+- redis, lease L: --redis-url with --redis-lease L (L = 1000, 100, 10, 1).
 For each: decisions per second under load (`rpc-cli bench --api callback`, 4 connections x 32
 calls in flight, one client id: one predict is one decision), Redis calls per 100 decisions
 (the server's /metrics), and the latency of one predict at a time (p50/p99, 1 connection, 1
@@ -29,7 +29,8 @@ sys.path.insert(0, HERE)
 
 from checks import free_port, wait_for  # noqa: E402
 
-CONFIGS = [("local", None), ("redis, lease 100", 100), ("redis, lease 10", 10), ("redis, lease 1", 1)]
+CONFIGS = [("local", None), ("redis, lease 1000", 1000), ("redis, lease 100", 100), ("redis, lease 10", 10),
+           ("redis, lease 1", 1)]
 
 
 def metric(http_port, name):
