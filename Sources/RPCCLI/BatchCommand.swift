@@ -18,7 +18,7 @@ struct BatchCommand: AsyncParsableCommand {
   var inputs: [String] = []
 
   func run() async throws {
-    let outputs = try await connection.withClient { client in
+    let outputs = try await connection.withCalls { client in
       try await client.predictBatch(model: model, inputs: inputs, deadline: connection.deadline)
     }
     for output in outputs { Output.line(output) }

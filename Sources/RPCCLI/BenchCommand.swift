@@ -145,6 +145,9 @@ struct BenchCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
+    if connection.endpoints != nil {
+      throw ValidationError("bench loads one server: use --host and --port")
+    }
     // Calls are made from tasks; with the event loops as Swift's executor, an answer resumes
     // its caller on the loop that read it instead of waking a thread of the default pool.
     NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()

@@ -10,6 +10,14 @@ struct ConnectionOptions: ParsableArguments {
   @Option(help: "Server port.")
   var port = 7070
 
+  @Option(
+    help: """
+      Several servers, HOST:PORT,HOST:PORT: each call goes to the least busy one, and a call \
+      that provably never reached a server is sent to another (instead of --host/--port).
+      """
+  )
+  var endpoints: String?
+
   @Option(help: "Client id (the rate limit's key); empty: the server uses your address.")
   var clientID = "rpc-cli"
 
@@ -24,6 +32,7 @@ struct ConnectionOptions: ParsableArguments {
 
   func validate() throws {
     guard (1...65_535).contains(port) else { throw ValidationError("--port must be in 1...65535") }
+    if endpoints != nil { _ = try parsedEndpoints() }
     guard timeout.isFinite, timeout >= 0 else { throw ValidationError("--timeout must be 0 or more seconds") }
   }
 
@@ -43,21 +52,55 @@ struct ConnectionOptions: ParsableArguments {
     )
   }
 
+  func parsedEndpoints() throws -> [RPCClientPool.Endpoint] {
+    do {
+      return try (endpoints ?? "").split(separator: ",").map {
+        try RPCClientPool.Endpoint(parsing: String($0))
+      }
+    } catch let error as RPCError {
+      throw ValidationError("--endpoints: \(error.message)")
+    }
+  }
+
+  /// The connection to `--host`/`--port`, or the pool over `--endpoints`.
+  func connectCalls() async throws -> any RPCCalls {
+    guard endpoints != nil else { return try await connect() }
+    var configuration = RPCClientPool.Configuration()
+    configuration.clientID = clientID
+    configuration.authToken = token
+    configuration.compression = compress
+    return try RPCClientPool(endpoints: try parsedEndpoints(), configuration: configuration)
+  }
+
+  /// ``withClient(_:)`` for the calls both a connection and a pool make.
+  func withCalls<T>(_ body: (any RPCCalls) async throws -> T) async throws -> T {
+    try await Self.using(connectCalls, close: { await $0.close() }, body)
+  }
+
   /// Connects, runs `body`, closes; an ``RPCError`` becomes a message on standard error and
   /// an exit code that tells a script what happened.
   func withClient<T>(_ body: (RPCClient) async throws -> T) async throws -> T {
+    if endpoints != nil { throw ValidationError("this command talks to one server: use --host and --port") }
+    return try await Self.using(connect, close: { await $0.close() }, body)
+  }
+
+  private static func using<C, T>(
+    _ connect: () async throws -> C,
+    close: (C) async -> Void,
+    _ body: (C) async throws -> T
+  ) async throws -> T {
     do {
       let client = try await connect()
       do {
         let result = try await body(client)
-        await client.close()
+        await close(client)
         return result
       } catch {
-        await client.close()
+        await close(client)
         throw error
       }
     } catch let error as RPCError {
-      throw Self.exit(for: error)
+      throw exit(for: error)
     }
   }
 

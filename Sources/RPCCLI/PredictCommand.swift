@@ -14,7 +14,7 @@ struct PredictCommand: AsyncParsableCommand {
   var input: String
 
   func run() async throws {
-    let output = try await connection.withClient { client in
+    let output = try await connection.withCalls { client in
       try await client.predict(model: model, input: input, deadline: connection.deadline)
     }
     Output.line(output)

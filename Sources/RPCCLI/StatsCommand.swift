@@ -15,7 +15,7 @@ struct StatsCommand: AsyncParsableCommand {
   var json = false
 
   func run() async throws {
-    let stats = try await connection.withClient { try await $0.stats() }
+    let stats = try await connection.withCalls { try await $0.stats() }
     if json {
       Output.line(stats.json)
       return

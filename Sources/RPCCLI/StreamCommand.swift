@@ -23,9 +23,13 @@ struct StreamCommand: AsyncParsableCommand {
   var prompt: String
 
   func run() async throws {
-    try await connection.withClient { client in
+    try await connection.withCalls { client in
       do {
-        for try await token in client.stream(prompt: prompt, model: model, deadline: connection.deadline) {
+        for try await token in try await client.openStream(
+          prompt: prompt,
+          model: model,
+          deadline: connection.deadline
+        ) {
           Output.write(sse ? SSEEvent.token(token) : token)
         }
         Output.write(sse ? SSEEvent.done : "\n")

@@ -212,6 +212,11 @@ public final class RPCClient: Sendable {
     send(WireFrame(requestID: id, message: .predict(request)))
   }
 
+  /// Whether new calls may start: the connection is open and the server has not sent
+  /// `GOAWAY`. Calls made otherwise fail at once with an error whose
+  /// ``RPCError/neverSent`` is true.
+  public var isAcceptingCalls: Bool { calls.isAccepting }
+
   /// The event loop this connection runs on; see ``predict(model:input:deadline:completion:)``.
   public var eventLoop: any EventLoop { channel.eventLoop }
 

@@ -12,11 +12,16 @@ public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
   public var message: String
   /// For ``Code/rateLimited``: how long until a request would be allowed.
   public var retryAfter: Duration?
+  /// The request never left this client (the connection was gone, draining or full before it
+  /// was written), so no server can have run it: sending it again, anywhere, cannot run it
+  /// twice. ``RPCClientPool`` retries such calls on another server.
+  public var neverSent: Bool
 
-  public init(code: Code, message: String, retryAfter: Duration? = nil) {
+  public init(code: Code, message: String, retryAfter: Duration? = nil, neverSent: Bool = false) {
     self.code = code
     self.message = message
     self.retryAfter = retryAfter
+    self.neverSent = neverSent
   }
 
   public var description: String {
@@ -76,6 +81,13 @@ extension RPCError {
 
   static func unavailable(_ message: String) -> RPCError {
     RPCError(code: .unavailable, message: message)
+  }
+
+  /// The same error, for a request that never left this client.
+  var unsent: RPCError {
+    var error = self
+    error.neverSent = true
+    return error
   }
 
   static let cancelledByCaller = RPCError(code: .cancelled, message: "the call's task was cancelled")

@@ -155,4 +155,41 @@ struct CallTableTests {
       outcomes.withLock { $0 } == [first: [.deadlineExceeded], second: [.deadlineExceeded], unbounded: [nil]]
     )
   }
+
+  @Test("a call refused before its request is sent says so; one failed after it was sent does not")
+  func neverSent() {
+    let table = CallTable()
+    let sent = table.register(.unary { _ in })
+    guard case .success = sent else {
+      Issue.record("registered")
+      return
+    }
+    table.goAway()
+    guard case .failure(let draining) = table.register(.unary { _ in }) else {
+      Issue.record("refused")
+      return
+    }
+    #expect(draining.neverSent && draining.code == .unavailable)
+    let failure = Locked<RPCError?>(nil)
+    let table2 = CallTable()
+    guard case .success = table2.register(.unary { result in failure.withLock { $0 = result.failure } })
+    else {
+      Issue.record("registered")
+      return
+    }
+    table2.closeAll(with: RPCError(code: .unavailable, message: "closed"))
+    #expect(failure.withLock { $0 }?.neverSent == false, "it may have reached the server")
+    guard case .failure(let closed) = table2.register(.unary { _ in }) else {
+      Issue.record("refused")
+      return
+    }
+    #expect(closed.neverSent)
+  }
+}
+
+extension Result {
+  fileprivate var failure: Failure? {
+    if case .failure(let error) = self { return error }
+    return nil
+  }
 }

@@ -56,20 +56,24 @@ final class CallTable: Sendable {
       }
     }
 
-    /// Why a new call cannot start now, if it cannot.
+    /// Why a new call cannot start now, if it cannot; its request is never sent.
     func refusal() -> RPCError? {
-      if let closed { return closed }
+      if let closed { return closed.unsent }
       if goingAway {
-        return .unavailable("the server is shutting down (GOAWAY); open a new connection")
+        return RPCError.unavailable("the server is shutting down (GOAWAY); open a new connection").unsent
       }
       if slots.count >= limit {
         return RPCError(
           code: .resourceExhausted,
-          message: "\(limit) requests in flight, the most the server allows on one connection"
+          message: "\(limit) requests in flight, the most the server allows on one connection",
+          neverSent: true
         )
       }
       return nil
     }
+
+    /// Whether a new call may start now.
+    var accepting: Bool { closed == nil && !goingAway }
   }
 
   private let state = Locked(State())
@@ -201,6 +205,11 @@ final class CallTable: Sendable {
     }
     guard let entry else { return }
     Self.end(entry, with: outcome)
+  }
+
+  /// Whether new calls may start: the connection is open and the server did not send `GOAWAY`.
+  var isAccepting: Bool {
+    state.withLock { $0.accepting }
   }
 
   /// The server sent `GOAWAY`: calls in flight go on, new ones are refused.

@@ -24,6 +24,9 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   /// Consecutive tokens of one stream from the current read, not yet handed over.
   private var run: (id: UInt32, buffer: TokenBuffer)?
   private var runTokens: [String] = []
+  /// The requests queued since the last flush: if the connection goes before it, they never
+  /// left this client.
+  private var unflushed: [UInt32] = []
 
   init(
     calls: CallTable,
@@ -90,7 +93,10 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   }
 
   func channelReadComplete(context: ChannelHandlerContext) {
-    if let bytes = writer.endReadBurst() { context.writeAndFlush(wrapOutboundOut(bytes), promise: nil) }
+    if let bytes = writer.endReadBurst() {
+      unflushed.removeAll(keepingCapacity: true)
+      context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+    }
     context.fireChannelReadComplete()
   }
 
@@ -99,8 +105,15 @@ final class ClientConnectionHandler: ChannelInboundHandler {
     welcome?.fail(error)
     welcome = nil
     streams.removeAll()
+    failUnflushed(with: error)
     calls.closeAll(with: error)
     context.fireChannelInactive()
+  }
+
+  /// Ends the calls whose requests never left, as never sent.
+  private func failUnflushed(with error: RPCError) {
+    for id in unflushed { calls.complete(id, with: .failure(error.unsent)) }
+    unflushed.removeAll()
   }
 
   func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -153,6 +166,7 @@ final class ClientConnectionHandler: ChannelInboundHandler {
   private func fail(_ error: RPCError) {
     welcome?.fail(error)
     welcome = nil
+    failUnflushed(with: error)
     calls.closeAll(with: error)
     context?.close(promise: nil)
   }
@@ -174,15 +188,27 @@ final class ClientConnectionHandler: ChannelInboundHandler {
       calls.complete(frame.requestID, with: .failure(RPCError(error)))
       return
     }
+    if frame.message.isRequest { unflushed.append(frame.requestID) }
     guard writer.claimFlush(), let bound, let loop = context?.eventLoop else { return }
     loop.execute { bound.value.flush() }
   }
 
   private func flush() {
     guard let context, let bytes = writer.takeForFlush() else { return }
+    unflushed.removeAll(keepingCapacity: true)
     context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
   }
 }
 
 @available(*, unavailable)
 extension ClientConnectionHandler: Sendable {}
+
+extension WireMessage {
+  /// Whether the message is a request, answered by its own terminal frame.
+  fileprivate var isRequest: Bool {
+    switch self {
+    case .predict, .batchPredict, .streamOpen, .statsRequest: true
+    default: false
+    }
+  }
+}
