@@ -107,10 +107,13 @@ add("hello-unknown-offers", "§3.1: versions and compression ids the server does
     [{"connect": "a"}, send(hello(versions=(0, 9, 1), compressions=(7, 0, 200))),
      expect({"type": "WELCOME", "version": 1, "compression": 0})])
 
-add("hello-no-common-version", "§3.1: a HELLO offering no version the server speaks (0 and 2) is refused "
+add("hello-no-common-version", "§3.1: a HELLO offering no version the server speaks (0 and 3) is refused "
     "UNSUPPORTED_VERSION on id 0, and the connection closed",
-    [{"connect": "a"}, send(hello(versions=(0, 2))), expect(error(0, "UNSUPPORTED_VERSION")),
+    [{"connect": "a"}, send(hello(versions=(0, 3))), expect(error(0, "UNSUPPORTED_VERSION")),
      {"expect_closed": "a"}])
+
+add("hello-version-2", "§3.1, §9: a client offering versions 2 and 1 is answered in version 2",
+    [{"connect": "a"}, send(hello(versions=(2, 1))), expect({"type": "WELCOME", "version": 2})])
 
 add("hello-empty-client-id", "§3.1: a client that claims no id is known by its address",
     [{"connect": "a"}, send(hello(client_id="")), expect({"type": "WELCOME", "client_id": "addr:127.0.0.1"})])
@@ -224,6 +227,15 @@ add("drain-with-work", "§3.7: on SIGTERM a connection with a request in flight 
                          send(predict(3)), expect(error(3, "UNAVAILABLE")),
                          send(predict(4, model="nope")), expect(error(4, "UNAVAILABLE")),
                          expect(result(1, "XIN CHÀO")), {"expect_closed": "a"}],
+    ["--sim-batch-cost", "1.5"])
+
+add("drain-refused-v2", "§3.7: on a version-2 connection, a request that arrives while the server drains is "
+    "answered REFUSED: it was not started",
+    open_connection(versions=(2, 1)) + [send(predict(1, model="sim")), {"expect_silence": "a", "ms": 200},
+                                        {"signal": "SIGTERM"},
+                                        expect({"type": "GOAWAY", "status": "UNAVAILABLE"}),
+                                        send(predict(2)), expect(error(2, "REFUSED", "not started")),
+                                        expect(result(1, "XIN CHÀO")), {"expect_closed": "a"}],
     ["--sim-batch-cost", "1.5"])
 
 add("drain-timeout", "§3.7: a request still in flight at the drain timeout is answered UNAVAILABLE, and the "

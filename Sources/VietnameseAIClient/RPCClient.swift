@@ -118,7 +118,7 @@ public final class RPCClient: Sendable {
       throw RPCError.unavailable("could not connect to \(host):\(port): \(Self.describe(error))")
     }
     let hello = WireMessage.Hello(
-      versions: [WireProtocol.version],
+      versions: WireProtocol.supportedVersions,
       clientID: clientID,
       authToken: authToken,
       compressions: compression

@@ -67,6 +67,9 @@ public final class RPCClientPool: Sendable {
     var book: EndpointBook<RPCClient>
     var retryTokens: Double
     var waiters: [CheckedContinuation<Void, Never>] = []
+    /// Counts finished connection attempts, so that a caller that saw one under way and is
+    /// about to wait knows whether it ended meanwhile.
+    var attempts = 0
     var closed = false
   }
 
@@ -174,7 +177,7 @@ public final class RPCClientPool: Sendable {
   private func acquire(excluding tried: Set<Int>) async throws -> (Int, RPCClient) {
     while true {
       let now = ContinuousClock.now
-      let pick = try state.withLock { state -> EndpointBook<RPCClient>.Pick in
+      let (pick, attempts) = try state.withLock { state -> (EndpointBook<RPCClient>.Pick, Int) in
         guard !state.closed else {
           throw RPCError(code: .unavailable, message: "the pool is closed", neverSent: true)
         }
@@ -184,7 +187,7 @@ public final class RPCClientPool: Sendable {
             state.book.failed(index, now: now)
           }
         }
-        return state.book.pick(excluding: tried, now: now)
+        return (state.book.pick(excluding: tried, now: now), state.attempts)
       }
       switch pick {
       case .use(let index, let client):
@@ -196,7 +199,7 @@ public final class RPCClientPool: Sendable {
       case .wait:
         await withCheckedContinuation { continuation in
           let resumeNow = state.withLock { state -> Bool in
-            guard !state.closed else { return true }
+            guard !state.closed, state.attempts == attempts else { return true }
             state.waiters.append(continuation)
             return false
           }
@@ -226,6 +229,7 @@ public final class RPCClientPool: Sendable {
       timeout: configuration.connectTimeout
     )
     let (waiters, closed) = state.withLock { state in
+      state.attempts += 1
       if let client, !state.closed {
         state.book.connected(index, client)
       } else {

@@ -12,9 +12,10 @@ public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
   public var message: String
   /// For ``Code/rateLimited``: how long until a request would be allowed.
   public var retryAfter: Duration?
-  /// The request never left this client (the connection was gone, draining or full before it
-  /// was written), so no server can have run it: sending it again, anywhere, cannot run it
-  /// twice. ``RPCClientPool`` retries such calls on another server.
+  /// No server can have run the request: it never left this client (the connection was gone,
+  /// draining or full before it was written), or the server refused it unstarted
+  /// (``Code/refused``). Sending it again, anywhere, cannot run it twice. ``RPCClientPool``
+  /// retries such calls on another server.
   public var neverSent: Bool
 
   public init(code: Code, message: String, retryAfter: Duration? = nil, neverSent: Bool = false) {
@@ -54,6 +55,9 @@ public struct RPCError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let `internal` = Code(.internal)
     public static let unsupportedVersion = Code(.unsupportedVersion)
     public static let resourceExhausted = Code(.resourceExhausted)
+    /// The server had begun draining and never started the request; ``RPCError/neverSent``
+    /// is true (protocol version 2).
+    public static let refused = Code(.refused)
 
     init(_ status: StatusCode) {
       self.rawValue = status.rawValue
@@ -71,7 +75,9 @@ extension RPCError {
     self.init(
       code: Code(code),
       message: info.message,
-      retryAfter: info.code == .rateLimited ? .milliseconds(Int64(info.retryAfterMilliseconds)) : nil
+      retryAfter: info.code == .rateLimited ? .milliseconds(Int64(info.retryAfterMilliseconds)) : nil,
+      // The server never started it: as safe to send again as a request that never left.
+      neverSent: code == .refused
     )
   }
 

@@ -40,18 +40,22 @@ public struct StatusCode: RawRepresentable, Hashable, Sendable, CustomStringConv
   public static let unsupportedVersion = StatusCode(rawValue: 13)
   /// A per-connection limit was reached (concurrent requests, connections).
   public static let resourceExhausted = StatusCode(rawValue: 14)
+  /// The server did not start the request and never will: it had begun draining when the
+  /// request arrived. Sending it again, to another server, cannot run it twice. Version 2;
+  /// a version-1 connection gets ``unavailable`` instead.
+  public static let refused = StatusCode(rawValue: 15)
 
   /// Every code this version defines, in numeric order.
   public static let allKnown: [StatusCode] = [
     .ok, .invalidArgument, .unknownModel, .rateLimited, .queueFull, .tooManyStreams,
     .deadlineExceeded, .cancelled, .unavailable, .unauthenticated, .protocolError,
-    .frameTooLarge, .internal, .unsupportedVersion, .resourceExhausted,
+    .frameTooLarge, .internal, .unsupportedVersion, .resourceExhausted, .refused,
   ]
 
   private static let names = [
     "OK", "INVALID_ARGUMENT", "UNKNOWN_MODEL", "RATE_LIMITED", "QUEUE_FULL", "TOO_MANY_STREAMS",
     "DEADLINE_EXCEEDED", "CANCELLED", "UNAVAILABLE", "UNAUTHENTICATED", "PROTOCOL_ERROR",
-    "FRAME_TOO_LARGE", "INTERNAL", "UNSUPPORTED_VERSION", "RESOURCE_EXHAUSTED",
+    "FRAME_TOO_LARGE", "INTERNAL", "UNSUPPORTED_VERSION", "RESOURCE_EXHAUSTED", "REFUSED",
   ]
 
   /// The specification's name of the code, e.g. `RATE_LIMITED`, or `UNKNOWN(n)`.

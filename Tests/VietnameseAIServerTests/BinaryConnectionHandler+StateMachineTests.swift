@@ -159,7 +159,7 @@ struct BinaryConnectionStateMachineTests {
     arguments: [
       // No version in common wins over everything else.
       (
-        Self.hello(versions: [2], clientID: String(repeating: "x", count: 300)), StatusCode.unsupportedVersion
+        Self.hello(versions: [3], clientID: String(repeating: "x", count: 300)), StatusCode.unsupportedVersion
       ),
       (Self.hello(versions: []), .unsupportedVersion),
       // Fields out of bounds win over authentication.
@@ -423,6 +423,21 @@ struct BinaryConnectionStateMachineTests {
     let last = machine.requestFinished(2, .streamEnd)
     #expect(last.closing?.frame?.message == .streamEnd(tokenCount: 0))
     #expect(machine.phase == .closed)
+  }
+
+  @Test("version 2: offered with 1, it is chosen, and a request arriving while draining is REFUSED")
+  func version2() {
+    var machine = Machine(configuration: Self.configuration())
+    _ = machine.connectionOpened(.accepted, peerAddress: "10.0.0.7")
+    guard case .welcome(let handshake) = machine.received(Self.hello(versions: [1, 2])) else {
+      return record("no WELCOME")
+    }
+    #expect(handshake.welcome.version == 2, "the highest version both speak")
+    _ = machine.predictReceived(1)
+    machine.workStarted(1, "ticket 1")
+    guard case .goAway? = machine.drain().written?.message else { return record("no GOAWAY") }
+    #expect(machine.predictReceived(3).written?.error?.code == .refused)
+    #expect(machine.received(Self.stream(4)).written?.error?.code == .refused)
   }
 
   @Test("drain closes at once a connection with nothing in flight, or still in its handshake")

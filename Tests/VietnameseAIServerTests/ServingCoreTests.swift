@@ -383,7 +383,7 @@ struct ServingCoreTests {
     let admission = Admission(maxConcurrentRequests: 2)
     #expect(admission.refusal(draining: false, inFlight: 1) == nil)
     #expect(admission.refusal(draining: false, inFlight: 2)?.code == .resourceExhausted)
-    #expect(admission.refusal(draining: true, inFlight: 2)?.code == .unavailable)
+    #expect(admission.refusal(draining: true, inFlight: 2)?.code == .refused)
     #expect(Admission.cost(inputs: 0) == 1 && Admission.cost(inputs: 32) == 32)
   }
 

@@ -206,7 +206,8 @@ struct WireCodecTests {
 
   @Test("status codes have the specification's names and numbers")
   func statusCodes() {
-    #expect(StatusCode.allKnown.map(\.rawValue) == Array(0...14))
+    #expect(StatusCode.allKnown.map(\.rawValue) == Array(0...15))
+    #expect(StatusCode.refused.name == "REFUSED")
     #expect(StatusCode.rateLimited.name == "RATE_LIMITED")
     #expect(StatusCode(name: "QUEUE_FULL") == .queueFull)
     #expect(StatusCode(rawValue: 999).name == "UNKNOWN(999)")

@@ -102,6 +102,8 @@ extension BinaryConnectionHandler {
 
     private(set) var phase = Phase.awaitingHello
     private(set) var clientID = ""
+    /// The protocol version the handshake settled on.
+    private(set) var version: UInt8 = 1
     private var requests: [UInt32: Request] = [:]
     private var lastRead: NIODeadline?
     private var peerAddress: String?
@@ -147,10 +149,10 @@ extension BinaryConnectionHandler {
       // The order in which a HELLO is refused: no common version, a field out of bounds, then
       // authentication. Unknown versions and compression ids are ignored: a client may offer
       // those of later versions.
-      guard hello.versions.contains(WireProtocol.version) else {
+      guard let version = WireProtocol.supportedVersions.first(where: hello.versions.contains) else {
         let offered = hello.versions.map(String.init).joined(separator: ", ")
-        let message =
-          "this server speaks protocol version \(WireProtocol.version); the client offered [\(offered)]"
+        let spoken = WireProtocol.supportedVersions.map(String.init).joined(separator: ", ")
+        let message = "this server speaks protocol versions \(spoken); the client offered [\(offered)]"
         return fail(.unsupportedVersion, message)
       }
       let peerMaxFrameSize = hello.maxFrameSize.map(Int.init) ?? WireProtocol.defaultMaxFrameSize
@@ -169,8 +171,9 @@ extension BinaryConnectionHandler {
       }
       let zlib = configuration.allowsCompression && hello.compressions.contains(WireProtocol.compressionZlib)
       phase = .active
+      self.version = version
       let welcome = WireMessage.Welcome(
-        version: WireProtocol.version,
+        version: version,
         compression: zlib ? WireProtocol.compressionZlib : WireProtocol.compressionIdentity,
         maxFrameSize: UInt32(configuration.maxFrameSize),
         maxConcurrentRequests: UInt32(configuration.admission.maxConcurrentRequests),
@@ -256,7 +259,7 @@ extension BinaryConnectionHandler {
       }
       let id = error.requestID ?? 0
       if requests[id] != nil { return duplicate(id) }
-      if let refusal = connectionRefusal() { return .write(Self.error(refusal, id: id)) }
+      if let refusal = connectionRefusal() { return .write(self.error(refusal, id: id)) }
       return .write(Self.error(error.code, error.message, id: id))
     }
 
@@ -269,7 +272,7 @@ extension BinaryConnectionHandler {
       }
       if let refusal = connectionRefusal(alreadyInFlight: requests.count - 1) {
         requests[id] = nil
-        return .write(Self.error(refusal, id: id))
+        return .write(error(refusal, id: id))
       }
       return nil
     }
@@ -437,8 +440,11 @@ extension BinaryConnectionHandler {
       WireFrame(requestID: id, message: .error(WireMessage.ErrorInfo(code: code, fitting: message)))
     }
 
-    private static func error(_ error: ServingError, id: UInt32) -> WireFrame {
-      WireFrame(requestID: id, message: .error(WireMessage.ErrorInfo(error)))
+    private func error(_ error: ServingError, id: UInt32) -> WireFrame {
+      var error = error
+      // Version 1 has no REFUSED: the same refusal, as version 1 words it.
+      if error.code == .refused && version < 2 { error.code = .unavailable }
+      return WireFrame(requestID: id, message: .error(WireMessage.ErrorInfo(error)))
     }
   }
 }

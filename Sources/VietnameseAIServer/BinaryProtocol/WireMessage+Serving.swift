@@ -12,6 +12,7 @@ extension StatusCode {
     case .deadlineExceeded: self = .deadlineExceeded
     case .cancelled: self = .cancelled
     case .unavailable: self = .unavailable
+    case .refused: self = .refused
     case .unauthenticated: self = .unauthenticated
     case .resourceExhausted: self = .resourceExhausted
     case .internal: self = .internal

@@ -29,7 +29,7 @@ struct HTTPFailure: Error {
     case .invalidArgument: .badRequest
     case .unknownModel: .notFound
     case .rateLimited: .tooManyRequests
-    case .queueFull, .tooManyStreams, .unavailable: .serviceUnavailable
+    case .queueFull, .tooManyStreams, .unavailable, .refused: .serviceUnavailable
     case .deadlineExceeded: .gatewayTimeout
     case .cancelled: HTTPResponse.Status(code: 499, reasonPhrase: "Client Closed Request")
     case .unauthenticated: .unauthorized
@@ -44,7 +44,7 @@ struct HTTPFailure: Error {
     case .invalidArgument, .resourceExhausted: "invalid_request_error"
     case .unknownModel: "not_found_error"
     case .rateLimited: "rate_limit_error"
-    case .queueFull, .tooManyStreams, .unavailable: "service_unavailable_error"
+    case .queueFull, .tooManyStreams, .unavailable, .refused: "service_unavailable_error"
     case .deadlineExceeded: "timeout_error"
     case .cancelled: "cancelled_error"
     case .unauthenticated: "authentication_error"
@@ -68,7 +68,7 @@ struct HTTPFailure: Error {
         headers[HTTPField.Name("RateLimit-Policy")!] = "\"default\";q=\(policy.limit);w=\(window)"
         headers[HTTPField.Name("RateLimit")!] = "\"default\";r=0;t=\(retry)"
       }
-    case .queueFull, .tooManyStreams, .unavailable:
+    case .queueFull, .tooManyStreams, .unavailable, .refused:
       headers[.retryAfter] = "1"
     case .unauthenticated:
       headers[.wwwAuthenticate] = "Bearer"

@@ -2,7 +2,7 @@
 /// front door.
 ///
 /// A request passes these stages in order, and the first that refuses it answers:
-/// 1. the connection: the server is draining (``Code/unavailable``), the connection holds its
+/// 1. the connection: the server is draining (``Code/refused``), the connection holds its
 ///    most requests in flight (``Code/resourceExhausted``);
 /// 2. the request as sent: a field the server cannot take, a request that can never succeed
 ///    (``Code/invalidArgument``), a model or generator it does not serve (``Code/unknownModel``);
@@ -24,7 +24,7 @@ struct Admission: Sendable, Equatable {
 
   /// Why a new request may not start on a connection with `inFlight` requests, or `nil`.
   func refusal(draining: Bool, inFlight: Int) -> ServingError? {
-    if draining { return ServingError(.unavailable, "server is shutting down") }
+    if draining { return ServingError(.refused, "server is shutting down; the request was not started") }
     if inFlight >= maxConcurrentRequests {
       return ServingError(
         .resourceExhausted,

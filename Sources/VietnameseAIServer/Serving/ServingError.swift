@@ -25,6 +25,9 @@ struct ServingError: Error, Sendable, Equatable, CustomStringConvertible {
     case cancelled
     /// The server is shutting down or not serving.
     case unavailable
+    /// The server had begun draining when the request arrived: it never started it, so the
+    /// request may be sent to another server.
+    case refused
     /// A missing or unknown auth token.
     case unauthenticated
     /// A limit of the connection was reached (requests in flight, the size of an answer).

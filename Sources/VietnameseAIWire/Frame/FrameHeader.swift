@@ -35,10 +35,10 @@ public struct FrameHeader: Hashable, Sendable {
 
 /// Protocol-wide constants.
 public enum WireProtocol {
-  /// The protocol version this implementation speaks.
+  /// The version byte of every frame header: 1, the framing versions 1 and 2 share.
   public static let version: UInt8 = 1
-  /// Versions this implementation can speak, newest first.
-  public static let supportedVersions: [UInt8] = [1]
+  /// Protocol versions this implementation speaks, newest first; the handshake picks one.
+  public static let supportedVersions: [UInt8] = [2, 1]
   /// Default largest payload a receiver accepts: 4 MiB, as gRPC's default message size.
   public static let defaultMaxFrameSize = 4 * 1024 * 1024
   /// The smallest frame limit a peer may set: every connection frame (`WELCOME`, `ERROR`,
