@@ -157,11 +157,11 @@ final class ServingCore: Sendable {
     )
   }
 
-  /// Decides a stream of `client` whose prompt costs `promptTokens`: the rate limit, then the
-  /// token limit.
-  func reserveStream(_ client: String, promptTokens: Int) -> LimitReservation {
+  /// Decides a stream of `client` for `prompt`: the rate limit, then the token limit.
+  func reserveStream(_ client: String, prompt: String) -> LimitReservation {
     let rate = reserve(client, cost: 1, count: 1)
     guard let tokenLimit else { return rate }
+    let promptTokens = Self.promptTokens(prompt)
     switch rate {
     case .decided(let verdict):
       return verdict.allowed == 1 ? tokenLimit.reserve(client, prompt: promptTokens) : rate
@@ -462,7 +462,7 @@ final class ServingCore: Sendable {
     case .success(let found): generator = found
     case .failure(let error): return .refused(error)
     }
-    let reservation = { self.reserveStream(client, promptTokens: Self.promptTokens(prompt)) }
+    let reservation = { self.reserveStream(client, prompt: prompt) }
     switch charge(client, cost: 1, verdict: verdict, reservation: reservation) {
     case .refused(let refusal): return .refused(refusal)
     case .awaitingLimit(let later): return .awaitingLimit(later)
