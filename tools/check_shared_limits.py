@@ -152,6 +152,25 @@ def run_load(servers, client, duration, rate_each, request=PREDICT):
     return [item for per_server in outcomes for item in per_server]
 
 
+def load_with_outage(servers, redis, client, duration, away, while_away=None):
+    """run_load at the client's rate on each server, Redis killed at away[0] s and started again
+    at away[1] s; `while_away` runs half a second into the outage."""
+    def outage():
+        time.sleep(away[0])
+        redis.stop()
+        time.sleep(0.5)
+        if while_away:
+            while_away()
+        time.sleep(away[1] - away[0] - 0.5)
+        redis.start()
+
+    thread = threading.Thread(target=outage)
+    thread.start()
+    outcomes = run_load(servers, client, duration, RATE)
+    thread.join()
+    return outcomes
+
+
 def count(outcomes, status, start=0.0, end=float("inf")):
     return sum(1 for when, got, _ in outcomes if got == status and when is not None and start <= when < end)
 
@@ -225,18 +244,10 @@ def main():
         # 2. Redis stopped mid-run, policy local; then back.
         result = {}
 
-        def outage():
-            time.sleep(3)
-            redis.stop()
-            time.sleep(0.5)
+        def while_away():
             result["up_while_away"] = [servers.metric(i, "vai:rate_limit_store_up") for i in range(SERVERS)]
-            time.sleep(4.5)
-            redis.start()
 
-        thread = threading.Thread(target=outage)
-        thread.start()
-        outcomes = run_load(servers, "tenant-b", 14.0, RATE)
-        thread.join()
+        outcomes = load_with_outage(servers, redis, "tenant-b", 14.0, away=(3.0, 8.0), while_away=while_away)
         unanswered = [got for _, got, _ in outcomes if got not in ("OK", "RATE_LIMITED")]
         check(not unanswered, "every request answered while Redis went away and came back (%d others: %s)"
               % (len(unanswered), sorted(set(unanswered))))
@@ -257,16 +268,7 @@ def main():
         # 3. Policy refuse.
         servers = Servers(args.spawn, redis.port, "refuse")
 
-        def outage_refuse():
-            time.sleep(2)
-            redis.stop()
-            time.sleep(3)
-            redis.start()
-
-        thread = threading.Thread(target=outage_refuse)
-        thread.start()
-        outcomes = run_load(servers, "tenant-c", 9.0, RATE)
-        thread.join()
+        outcomes = load_with_outage(servers, redis, "tenant-c", 9.0, away=(2.0, 5.0))
         others = [got for _, got, _ in outcomes if got not in ("OK", "RATE_LIMITED", "UNAVAILABLE")]
         check(not others, "policy refuse: every request answered (%d others: %s)" % (len(others), sorted(set(others))))
         unavailable = count(outcomes, "UNAVAILABLE", 2.5, 5.0)

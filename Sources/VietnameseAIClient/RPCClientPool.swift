@@ -143,13 +143,10 @@ public final class RPCClientPool: Sendable {
   /// Runs `body` on the least busy server, again on another while it fails without having
   /// sent its request and the budget allows.
   private func call<T>(_ body: (RPCClient) async throws -> T) async throws -> T {
-    state.withLock { state in
-      state.retryTokens = min(state.retryTokens + configuration.retryRatio, configuration.maxRetryTokens)
-    }
     var tried: Set<Int> = []
     var attempt = 1
     while true {
-      let (index, client) = try await acquire(excluding: tried)
+      let (index, client) = try await acquire(excluding: tried, earningRetry: attempt == 1)
       do {
         let result = try await body(client)
         release(index)
@@ -174,12 +171,18 @@ public final class RPCClientPool: Sendable {
   }
 
   /// A server to call, connecting one first if none is ready.
-  private func acquire(excluding tried: Set<Int>) async throws -> (Int, RPCClient) {
+  private func acquire(excluding tried: Set<Int>, earningRetry: Bool = false) async throws -> (Int, RPCClient)
+  {
+    // The call's share of the retry budget, earned with its first pick.
+    var earningRetry = earningRetry
     while true {
       let now = ContinuousClock.now
       let (pick, attempts) = try state.withLock { state -> (EndpointBook<RPCClient>.Pick, Int) in
         guard !state.closed else {
           throw RPCError(code: .unavailable, message: "the pool is closed", neverSent: true)
+        }
+        if earningRetry {
+          state.retryTokens = min(state.retryTokens + configuration.retryRatio, configuration.maxRetryTokens)
         }
         // A server that sent GOAWAY, or whose connection closed, is left alone for a while.
         for index in state.book.endpoints.indices {
@@ -189,6 +192,7 @@ public final class RPCClientPool: Sendable {
         }
         return (state.book.pick(excluding: tried, now: now), state.attempts)
       }
+      earningRetry = false
       switch pick {
       case .use(let index, let client):
         return (index, client)

@@ -155,15 +155,7 @@ final class SharedRateLimit: Sendable {
     case .refuse:
       return LimitVerdict(allowed: 0, refusal: health.unreachable)
     case .local:
-      if count == 1 {
-        let decision = fallback.kiemTra(client, cost: cost)
-        return decision.choPhep
-          ? .all(1) : LimitVerdict(allowed: 0, refusal: .limited(retryAfter: decision.retryAfter))
-      }
-      let decision = fallback.choPhep(client, soYeuCau: count * cost)
-      let allowed = decision.allowed / max(cost, 1)
-      return allowed == count
-        ? .all(count) : LimitVerdict(allowed: allowed, refusal: .limited(retryAfter: decision.retryAfter))
+      return fallback.verdict(client, cost: cost, count: count)
     }
   }
 }

@@ -1,4 +1,5 @@
 import NIOCore
+import VietnameseAI
 
 /// A rate-limit decision on `count` requests of one cost from one client: how many may go, in
 /// order, and why the others may not.
@@ -42,6 +43,25 @@ struct LimitVerdict: Sendable, Equatable {
     case .failure(let error):
       self.init(allowed: 0, refusal: .storeUnreachable("the rate limit decision failed: \(error)"))
     }
+  }
+}
+
+extension BoGioiHanTocDo {
+  /// This limiter's verdict on `count` requests of `cost` each from `client`, in order. Several
+  /// requests at once cost one each (the predicts of a read).
+  func verdict(_ client: String, cost: Int, count: Int) -> LimitVerdict {
+    if count == 1 {
+      let decision = kiemTra(client, cost: cost)
+      return decision.choPhep
+        ? .all(1) : LimitVerdict(allowed: 0, refusal: .limited(retryAfter: decision.retryAfter))
+    }
+    assert(cost == 1, "several requests at once cost one each")
+    let decision = choPhep(client, soYeuCau: count)
+    if decision.allowed == count { return .all(count) }
+    return LimitVerdict(
+      allowed: decision.allowed,
+      refusal: .limited(retryAfter: decision.retryAfter ?? .zero)
+    )
   }
 }
 

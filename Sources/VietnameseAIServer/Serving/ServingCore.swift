@@ -142,19 +142,7 @@ final class ServingCore: Sendable {
   /// from the shared store comes.
   func reserve(_ client: String, cost: Int, count: Int) -> LimitReservation {
     if let sharedLimit { return sharedLimit.reserve(client, cost: cost, count: count) }
-    if count == 1 {
-      let decision = limiter.kiemTra(client, cost: cost)
-      return .decided(
-        decision.choPhep
-          ? .all(1) : LimitVerdict(allowed: 0, refusal: .limited(retryAfter: decision.retryAfter))
-      )
-    }
-    let decision = limiter.choPhep(client, soYeuCau: count)
-    return .decided(
-      decision.allowed == count
-        ? .all(count)
-        : LimitVerdict(allowed: decision.allowed, refusal: .limited(retryAfter: decision.retryAfter ?? .zero))
-    )
+    return .decided(limiter.verdict(client, cost: cost, count: count))
   }
 
   /// Decides a stream of `client` for `prompt`: the rate limit, then the token limit.
